@@ -1,0 +1,16 @@
+"""The contrastive-learning workbench.
+
+Data flows one way: ``data -> methods -> engine -> diagnostics -> runs -> readers`` (app, notebooks, CLI).
+The core package never imports streamlit, ipywidgets or plotly.
+
+Quick start::
+
+    import workbench
+    result = workbench.train(method="simclr", dataset="digits", epochs=5)
+    reader = workbench.runs.RunReader(result.run_dir)
+"""
+from workbench.config import TrainConfig, ConfigError
+from workbench.engine.api import train, start_training
+
+__all__ = ["TrainConfig", "ConfigError", "train", "start_training"]
+__version__ = "0.1.0"

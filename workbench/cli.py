@@ -1,0 +1,198 @@
+"""Command line: ``workbench train | runs | app | datasets``."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from workbench.config import ConfigError, TrainConfig
+
+APP_ENTRY = Path(__file__).resolve().parent.parent / "app" / "Home.py"
+
+
+def _bool(s: str) -> bool:
+    if s.lower() in ("1", "true", "yes", "on"):
+        return True
+    if s.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {s!r}")
+
+
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    """One ``--option`` per TrainConfig field, with the dataclass default shown."""
+    helps = {
+        "method": "self-supervised method", "dataset": "dataset name (see `workbench datasets`) or folder:<path>",
+        "data_root": "where datasets are cached/downloaded", "download": "allow downloading the dataset",
+        "image_size": "view size in pixels (default: the dataset's own)", "tau": "NT-Xent temperature",
+        "lr": "learning rate (default depends on --optimizer)", "log_every": "steps between live diagnostics",
+        "run_name": "name of the run directory under --runs-dir (default: method-dataset-time)",
+        "resume": "continue the run --run-name from its last checkpoint (same step count)",
+        "device": "auto | cpu | cuda | cuda:N | mps", "amp": "mixed precision on CUDA",
+    }
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default
+        h = helps.get(f.name, "")
+        if f.type in ("bool", bool):
+            if default is False:
+                p.add_argument(flag, action="store_true", default=None, help=h)
+            else:
+                p.add_argument(flag, type=_bool, default=None, metavar="BOOL", help=f"{h} (default {default})")
+            continue
+        typ = {"int": int, "float": float, "int | None": int, "float | None": float}.get(str(f.type), str)
+        kwargs = {}
+        if f.name in TrainConfig.CHOICES:
+            kwargs["choices"] = TrainConfig.CHOICES[f.name]
+        p.add_argument(flag, type=typ, default=None, help=f"{h} (default {default})".strip(), **kwargs)
+
+
+def _config_from_args(args: argparse.Namespace) -> TrainConfig:
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+             if getattr(args, f.name, None) is not None}
+    if given.get("resume"):
+        if not given.get("run_name"):
+            raise ConfigError("resume: name the run to continue with --run-name")
+        from workbench.runs import RunReader
+
+        run_dir = Path(given.get("runs_dir", TrainConfig.runs_dir)) / given["run_name"]
+        try:
+            with RunReader(run_dir) as r:
+                stored = r.config
+        except Exception as e:
+            raise ConfigError(f"resume: cannot read run {run_dir}: {e}") from e
+        allowed = {"epochs", "device", "progress", "resume", "runs_dir", "run_name", "amp", "data_root"}
+        changed = {k for k, v in given.items() if k not in allowed and stored.get(k) != v}
+        if changed:
+            raise ConfigError(f"resume: {sorted(changed)} cannot change when resuming; only {sorted(allowed)} can")
+        return TrainConfig.from_dict({**stored, **given})
+    return TrainConfig(**given)
+
+
+def cmd_train(args) -> int:
+    from workbench.data.registry import DatasetUnavailable
+    from workbench.engine.trainer import NonFiniteLoss, Trainer
+
+    try:
+        cfg = _config_from_args(args)
+        trainer = Trainer(cfg)
+    except (ConfigError, DatasetUnavailable) as e:
+        print(f"workbench train: {e}", file=sys.stderr)
+        return 2
+    print(f"run: {trainer.run_dir}  ({cfg.method} on {cfg.dataset}, {trainer.backbone_name} backbone, "
+          f"device {trainer.device}, {cfg.epochs} epochs x {trainer.steps_per_epoch} steps)", file=sys.stderr)
+    try:
+        result = trainer.fit()
+    except NonFiniteLoss as e:
+        print(f"workbench train: {e}", file=sys.stderr)
+        return 3
+    m = result.metrics
+    print(f"{result.status}: step {result.step}, epoch {result.epochs_done}, loss {m.get('loss', float('nan')):.4f}, "
+          f"kNN accuracy {m.get('knn_acc', float('nan')):.4f}  ->  {result.run_dir}")
+    return 0 if result.status == "finished" else 130
+
+
+def cmd_runs(args) -> int:
+    from workbench.runs import list_runs
+
+    df = list_runs(args.runs_dir)
+    if df.empty:
+        print(f"no runs under {args.runs_dir}/ yet: start one with `workbench train`")
+        return 0
+    view = df[["name", "method", "dataset", "status", "epoch", "epochs", "step", "loss", "knn_acc"]].copy()
+    view["epoch"] = [f"{e}/{n}" if e == e and e is not None else "" for e, n in zip(df["epoch"], df["epochs"])]
+    print(view.drop(columns=["epochs"]).to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    for _, r in df[df["problem"].astype(bool) | df["error"].fillna("").astype(bool)].iterrows():
+        print(f"\n{r['name']}: {r['problem'] or r['error']}")
+    return 0
+
+
+def app_command(runs_dir: str, address: str = "127.0.0.1", port: int = 8501, headless: bool = True) -> list[str]:
+    return [sys.executable, "-m", "streamlit", "run", str(APP_ENTRY), "--server.address", address,
+            "--server.port", str(port), "--server.headless", str(headless).lower(),
+            "--browser.gatherUsageStats", "false", "--", "--runs-dir", str(runs_dir)]
+
+
+def cmd_app(args) -> int:
+    if args.address not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {args.address}: anyone who can reach this address can see your runs and "
+              f"start training", file=sys.stderr)
+    env = dict(os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    return subprocess.call(app_command(args.runs_dir, args.address, args.port, True), env=env)
+
+
+def cmd_demo(args) -> int:
+    """``make run``: the dashboard and a live SimCLR run on the embedded data; Ctrl-C stops both."""
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")  # two processes on few cores: avoid spin-wait slowdowns
+    app = subprocess.Popen(app_command(args.runs_dir, args.address, args.port, True), env=env)
+    print(f"\n  Dashboard: http://{args.address}:{args.port}  (Ctrl-C stops the app and the training run)\n",
+          file=sys.stderr)
+    train = None
+    try:
+        time.sleep(2)
+        train_cmd = [sys.executable, "-m", "workbench", "train", "--dataset", args.dataset,
+                     "--epochs", str(args.epochs), "--runs-dir", args.runs_dir]
+        train = subprocess.Popen(train_cmd, env=env)
+        train.wait()
+        print("\n  Training finished; the dashboard keeps running (Ctrl-C to quit).\n", file=sys.stderr)
+        app.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for p in (train, app):
+            if p is not None and p.poll() is None:
+                p.terminate()
+        for p in (train, app):
+            if p is not None:
+                try:
+                    p.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from workbench.data.registry import describe_datasets
+
+    print(describe_datasets())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="workbench", description="The contrastive-learning workbench.")
+    sub = p.add_subparsers(dest="command")
+    t = sub.add_parser("train", help="train a self-supervised model (every option has a default)")
+    _add_config_options(t)
+    t.set_defaults(func=cmd_train)
+    r = sub.add_parser("runs", help="list runs with status and last metrics")
+    r.add_argument("--runs-dir", default="runs")
+    r.set_defaults(func=cmd_runs)
+    for name, func, helptext in (("app", cmd_app, "start the dashboard"),
+                                 ("demo", cmd_demo, "the dashboard plus a live training run (make run)")):
+        a = sub.add_parser(name, help=helptext)
+        a.add_argument("--runs-dir", default="runs")
+        a.add_argument("--address", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+        a.add_argument("--port", type=int, default=8501)
+        if name == "demo":
+            a.add_argument("--dataset", default="digits")
+            a.add_argument("--epochs", type=int, default=200)
+        a.set_defaults(func=func)
+    d = sub.add_parser("datasets", help="list the known datasets and how to get each")
+    d.set_defaults(func=cmd_datasets)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

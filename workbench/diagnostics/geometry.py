@@ -1,0 +1,50 @@
+"""Geometry of the embedding: alignment and uniformity (Wang & Isola, 2020), tolerance (Wang & Liu, 2021) and
+dimensional-collapse measures. All take L2-normalised embeddings ``(N, d)``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def alignment(z1: torch.Tensor, z2: torch.Tensor, alpha: float = 2.0) -> float:
+    """``L_align = E ||z1 - z2||^alpha`` over positive pairs (0 = views map to the same point)."""
+    return (z1.float() - z2.float()).norm(dim=1).pow(alpha).mean().item()
+
+
+def uniformity(z: torch.Tensor, t: float = 2.0) -> float:
+    """``L_uniform = log E_{i<j} exp(-t ||z_i - z_j||^2)``. Uniform on the sphere: -3.94 at d=128; collapse: 0."""
+    z = z.float()
+    if len(z) < 2:
+        return float("nan")
+    sq = torch.pdist(z, p=2).pow(2)
+    return (torch.logsumexp(-t * sq, dim=0) - math.log(sq.numel())).item()
+
+
+def collapse_std(z: torch.Tensor) -> float:
+    """Mean over dimensions of the per-dimension std of L2-normalised ``z``.
+
+    For embeddings spread over the sphere it approaches ``1/sqrt(d)``; near 0 means every sample maps to
+    (nearly) the same point (complete collapse).
+    """
+    return z.float().std(dim=0).mean().item()
+
+
+def effective_rank(z: torch.Tensor, eps: float = 1e-12) -> float:
+    """Effective rank (Roy & Vetterli, 2007; RankMe): ``exp(-sum_k p_k log p_k)``, ``p = sigma / ||sigma||_1``.
+
+    Ranges from 1 (everything on one direction) to ``min(N, d)`` (dimensional collapse shows as a low value).
+    """
+    s = torch.linalg.svdvals(z.float())
+    p = s / s.sum().clamp_min(eps) + eps
+    return torch.exp(-(p * p.log()).sum()).item()
+
+
+def tolerance(z: torch.Tensor, labels: torch.Tensor) -> float:
+    """``T = E_{x,y} [ z_x . z_y * 1(l(x) = l(y)) ]``: mean similarity over same-class pairs (x != y)."""
+    z = z.float()
+    sim = z @ z.T
+    same = labels[:, None] == labels[None, :]
+    same.fill_diagonal_(False)
+    return sim[same].mean().item() if same.any() else float("nan")

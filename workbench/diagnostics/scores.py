@@ -1,0 +1,63 @@
+"""Positive and negative similarity scores, the view of "Improving Contrastive Learning by Visualizing Feature
+Transformation" (Zhu et al., 2021).
+
+With L2-normalised embeddings, a positive score is the cosine similarity of the two views of one image and a
+negative score that of an anchor with any other sample it is contrasted with. The paper plots per-iteration batch
+means of ``pos``, of the per-query negative mean and of the per-query negative variance; we keep those
+(``pos_mean``, ``neg_mean``, ``neg_var``) and the whole distributions as histograms over fixed bins on [-1, 1].
+"""
+from __future__ import annotations
+
+import torch
+
+BINS_RANGE = (-1.0, 1.0)
+
+
+def in_batch_scores(z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """SimCLR's in-batch scores for L2-normalised ``z1, z2`` of shape ``(N, d)``.
+
+    Returns ``pos`` of shape ``(N,)`` (``z1_n . z2_n``) and ``neg`` of shape ``(2N, 2N - 2)``: for each of the 2N
+    views as anchor, its similarity with every view except itself and its positive.
+    """
+    n = z1.shape[0]
+    z = torch.cat([z1, z2]).float()
+    sim = z @ z.T
+    idx = torch.arange(2 * n, device=z.device)
+    partner = (idx + n) % (2 * n)
+    keep = torch.ones_like(sim, dtype=torch.bool)
+    keep[idx, idx] = False
+    keep[idx, partner] = False
+    pos = sim[idx[:n], partner[:n]]
+    return pos, sim[keep].view(2 * n, 2 * n - 2)
+
+
+def score_histogram(values: torch.Tensor, bins: int = 100) -> torch.Tensor:
+    """Counts of ``values`` over ``bins`` equal bins on [-1, 1] (values outside are clamped in)."""
+    lo, hi = BINS_RANGE
+    return torch.histc(values.detach().float().clamp(lo, hi), bins=bins, min=lo, max=hi).to(torch.int64)
+
+
+def score_summary(pos: torch.Tensor, neg: torch.Tensor, bins: int = 100) -> tuple[dict, dict]:
+    """Scalars and histograms of positive scores ``pos (Q,)`` and negative scores ``neg (Q, M)`` per query.
+
+    Scalars: ``pos_mean``, ``pos_var``, ``neg_mean`` (mean over queries of the per-query mean), ``neg_var`` (mean
+    over queries of the per-query variance, as plotted in the paper), ``pos_neg_gap = pos_mean - neg_mean``.
+    Histograms: ``{"pos": (counts, mean, var), "neg": (counts, mean, var)}`` over all values.
+    """
+    pos = pos.detach().float().flatten()
+    neg = neg.detach().float()
+    if neg.ndim == 1:
+        neg = neg[None]
+    scalars = {
+        "pos_mean": pos.mean().item(),
+        "pos_var": pos.var(unbiased=False).item(),
+        "neg_mean": neg.mean(dim=1).mean().item(),
+        "neg_var": neg.var(dim=1, unbiased=False).mean().item(),
+    }
+    scalars["pos_neg_gap"] = scalars["pos_mean"] - scalars["neg_mean"]
+    flat = neg.flatten()
+    hists = {
+        "pos": (score_histogram(pos, bins), scalars["pos_mean"], scalars["pos_var"]),
+        "neg": (score_histogram(flat, bins), flat.mean().item(), flat.var(unbiased=False).item()),
+    }
+    return scalars, hists

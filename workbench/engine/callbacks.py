@@ -1,0 +1,114 @@
+"""Callbacks: hooks the trainer calls; the diagnostics that feed the run store live here.
+
+Each hook gets the trainer. ``on_step_end`` may add scalars and histograms to ``trainer.pending``; the trainer
+writes everything of one step in one transaction.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from workbench.diagnostics import geometry, scores
+from workbench.diagnostics.probes import default_knn_k, knn_predict
+
+
+class Callback:
+    def on_fit_start(self, trainer) -> None: ...
+    def on_step_end(self, trainer, out) -> None: ...
+    def on_epoch_end(self, trainer) -> None: ...
+    def on_fit_end(self, trainer, status: str) -> None: ...
+
+
+class LiveDiagnostics(Callback):
+    """Every ``every`` steps: pos/neg score histograms and means, alignment, uniformity, collapse std, effective rank.
+
+    Positive and negative scores are the method's own (``out.pos``, ``out.neg``, e.g. a queue) or else the
+    in-batch ones of SimCLR (the two views of an image; every other pair in the batch)."""
+
+    def __init__(self, every: int = 10, bins: int = 100):
+        self.every, self.bins = every, bins
+
+    def on_step_end(self, trainer, out) -> None:
+        if trainer.step % self.every and trainer.step != 1:
+            return
+        if out.z1 is None and out.pos is None:
+            return
+        with torch.no_grad():
+            if out.pos is not None:
+                pos, neg = out.pos, out.neg
+            else:
+                pos, neg = scores.in_batch_scores(out.z1, out.z2)
+            s, h = scores.score_summary(pos, neg, self.bins)
+            if out.z1 is not None:
+                z1, z2 = out.z1, out.z2
+                d = z1.shape[1]
+                s.update(
+                    align=geometry.alignment(z1, z2),
+                    uniform=geometry.uniformity(z1),
+                    collapse_std=geometry.collapse_std(z1),
+                    collapse_ref=d ** -0.5,
+                    effective_rank=geometry.effective_rank(z1),
+                )
+        trainer.pending["scalars"].update(s)
+        trainer.pending["histograms"].update(h)
+
+
+class EpochEvaluation(Callback):
+    """Before training and every ``every`` epochs: weighted kNN accuracy on the held-out split, an embedding
+    snapshot of a fixed probe subset (features, labels, kNN predictions), and once a grid of augmented views."""
+
+    def __init__(self, every: int = 1, k: int | None = None, t: float = 0.1, probe_size: int = 1000,
+                 batch_size: int = 1024):
+        self.every, self.k, self.t, self.probe_size, self.batch_size = every, k, t, probe_size, batch_size
+        self.probe_index = None
+
+    def on_fit_start(self, trainer) -> None:
+        test = trainer.bundle.test
+        g = torch.Generator().manual_seed(1234)  # the same probe points in every epoch and every resume
+        self.probe_index = torch.randperm(len(test), generator=g)[: self.probe_size].sort().values
+        if trainer.step == 0:
+            self.evaluate(trainer)
+            trainer.flush()
+            from workbench.data.views import views_grid
+
+            grid = views_grid(trainer.bundle.train.images[:8].to(trainer.device), trainer.method.views, n_images=8)
+            trainer.writer.add_image(0, "views", grid, {"rows": ["original", "view 1", "view 2"]})
+
+    def on_epoch_end(self, trainer) -> None:
+        if (trainer.epoch + 1) % self.every == 0 or trainer.epoch + 1 == trainer.cfg.epochs:
+            self.evaluate(trainer)
+
+    @torch.no_grad()
+    def features(self, trainer, images: torch.Tensor) -> torch.Tensor:
+        out = []
+        for chunk in images.split(self.batch_size):
+            x = trainer.prepare_eval_images(chunk)
+            out.append(trainer.method.features(x).float())
+        return torch.cat(out) if out else torch.empty(0)
+
+    def evaluate(self, trainer) -> None:
+        b = trainer.bundle
+        was_training = trainer.method.training
+        trainer.method.eval()
+        try:
+            test_feat = self.features(trainer, b.test.images)
+            result = {}
+            pred = None
+            if b.memory.has_labels and b.test.has_labels:
+                mem_feat = self.features(trainer, b.memory.images)
+                k = self.k or default_knn_k(b.memory.labels)
+                pred = knn_predict(test_feat, mem_feat, b.memory.labels, k=k, t=self.t,
+                                   num_classes=max(b.num_classes, int(b.memory.labels.max()) + 1)).cpu()
+                result["knn_acc"] = (pred == b.test.labels).float().mean().item()
+                result["knn_k"] = k
+                zt = F.normalize(test_feat[self.probe_index], dim=1)
+                result["tolerance"] = geometry.tolerance(zt, b.test.labels[self.probe_index].to(zt.device))
+            trainer.pending["scalars"].update(result)
+            if self.probe_size:
+                idx = self.probe_index
+                arrays = dict(features=test_feat[idx].cpu().half(), labels=b.test.labels[idx], index=idx)
+                if pred is not None:
+                    arrays["knn_pred"] = pred[idx]
+                trainer.writer.add_arrays(trainer.step, "embeddings", {"epoch": trainer.epochs_done, **result}, **arrays)
+        finally:
+            trainer.method.train(was_training)

@@ -1,0 +1,245 @@
+"""The training loop: plain PyTorch, callbacks, checkpoints every epoch, resume, NaN guard, live run store."""
+from __future__ import annotations
+
+import math
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from workbench.config import ConfigError, TrainConfig
+from workbench.data.registry import DatasetBundle, load_dataset
+from workbench.data.views import ContrastiveViews, ViewConfig
+from workbench.engine.callbacks import Callback, EpochEvaluation, LiveDiagnostics
+from workbench.engine.device import autocast, needs_grad_scaler, resolve_device
+from workbench.engine.optim import build_optimizer, build_scheduler
+from workbench.runs.store import DB_NAME, RunWriter
+
+CHECKPOINT = "checkpoints/last.pt"
+ON_DEVICE_MAX_BYTES = 2 << 30  # datasets up to 2 GiB live on the training device; larger ones stream per batch
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite; the run is marked failed and the last good checkpoint is kept."""
+
+
+class StopRequested(Exception):
+    """Raised inside the loop when a stop was requested (Ctrl-C, the app's stop button, ``handle.stop()``)."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    status: str
+    step: int
+    epochs_done: int
+    metrics: dict
+
+
+def default_run_name(cfg: TrainConfig) -> str:
+    dataset = re.sub(r"[^A-Za-z0-9_.-]+", "_", cfg.dataset.split("/")[-1] if cfg.dataset.startswith("folder:")
+                     else cfg.dataset)
+    return f"{cfg.method}-{dataset}-{datetime.now().strftime('%Y%m%d-%H%M%S-%f')[:-3]}"
+
+
+def resolve_run_dir(cfg: TrainConfig) -> Path:
+    """The run directory; refuses to overwrite a run unless resuming, and to resume a run that has no checkpoint."""
+    run_dir = Path(cfg.runs_dir) / (cfg.run_name or default_run_name(cfg))
+    exists = (run_dir / DB_NAME).exists()
+    if cfg.resume:
+        if not (run_dir / CHECKPOINT).exists():
+            raise ConfigError(f"resume: {run_dir} has no checkpoint ({CHECKPOINT}) to resume from; "
+                              f"a run saves one at the end of each epoch")
+    elif exists:
+        raise ConfigError(f"run_name: {run_dir} already holds a run; pass --resume to continue it, or choose "
+                          f"another --run-name")
+    return run_dir
+
+
+def build_method(cfg: TrainConfig, bundle: DatasetBundle, device: torch.device):
+    from workbench.methods import METHODS
+    from workbench.nn.backbones import build_backbone
+
+    size = cfg.image_size or bundle.image_size
+    backbone_name = cfg.backbone
+    if backbone_name == "auto":
+        backbone_name = "resnet18" if device.type == "cuda" and size >= 32 else "convnet"
+    views = ContrastiveViews(ViewConfig(size=size, crop_scale=bundle.crop_scale), bundle.mean, bundle.std)
+    backbone = build_backbone(backbone_name, bundle.channels)
+    method = METHODS[cfg.method](backbone, views, tau=cfg.tau, proj_dim=cfg.proj_dim)
+    return method, backbone_name
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, callbacks: list[Callback] | None = None,
+                 stop_event: threading.Event | None = None, run_dir: Path | None = None):
+        config.validate()
+        self.cfg = config
+        self.stop_event = stop_event or threading.Event()
+        self.device = resolve_device(config.device)
+        self.run_dir = run_dir or resolve_run_dir(config)
+        self.bundle: DatasetBundle = load_dataset(config.dataset, config.data_root, config.download, config.image_size)
+        if len(self.bundle.train) < 2:
+            raise ConfigError(f"dataset {config.dataset!r} has {len(self.bundle.train)} training images; need >= 2")
+        torch.manual_seed(config.seed)
+        self.method, self.backbone_name = build_method(config, self.bundle, self.device)
+        self.method.to(self.device)
+        if self.device.type == "cuda":
+            self.method.to(memory_format=torch.channels_last)
+        self.batch_size = min(config.batch_size, len(self.bundle.train))
+        self.steps_per_epoch = len(self.bundle.train) // self.batch_size
+        total = self.steps_per_epoch * config.epochs
+        self.optimizer = build_optimizer(self.method, config)
+        self.scheduler = build_scheduler(self.optimizer, total, round(config.warmup_epochs * self.steps_per_epoch))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.device, config.amp))
+        self.order_gen = torch.Generator().manual_seed(config.seed)
+        self.aug_gen = torch.Generator(device=self.device).manual_seed(config.seed + 1)
+        self.callbacks = [LiveDiagnostics(config.log_every, config.hist_bins),
+                          EpochEvaluation(config.eval_every, config.knn_k, config.knn_t, config.probe_size)]
+        self.callbacks += list(callbacks or [])
+        self.step = 0
+        self.epoch = 0
+        self.epochs_done = 0
+        self.pending: dict = {"scalars": {}, "histograms": {}}
+        train = self.bundle.train.images
+        self.train_images = train.to(self.device) if train.numel() <= ON_DEVICE_MAX_BYTES else train
+        self.writer: RunWriter | None = None
+
+    # ------------------------------------------------------------------ helpers used by callbacks
+    def prepare_eval_images(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> normalised float at the training view size, on the device (no augmentation)."""
+        x = images.to(self.device, non_blocking=True).float().div_(255)
+        size = self.method.views.config.size
+        if x.shape[-1] != size or x.shape[-2] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        return self.method.views.normalize(x)
+
+    def flush(self) -> None:
+        """Write what the step's callbacks collected, in one transaction."""
+        if self.pending["scalars"] or self.pending["histograms"]:
+            self.writer.log(self.step, self.pending["scalars"], self.pending["histograms"])
+        self.pending = {"scalars": {}, "histograms": {}}
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT
+
+    def save_checkpoint(self) -> None:
+        state = {
+            "model": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "step": self.step, "epochs_done": self.epochs_done, "config": self.cfg.to_dict(),
+            "order_gen": self.order_gen.get_state(), "aug_gen": self.aug_gen.get_state(),
+        }
+        path = self.checkpoint_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)  # the previous checkpoint stays intact until the new one is complete
+
+    def load_checkpoint(self) -> None:
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+        saved = state["config"]
+        for key in ("method", "dataset", "backbone", "proj_dim"):
+            if saved.get(key) != getattr(self.cfg, key):
+                raise ConfigError(f"resume: {key}={getattr(self.cfg, key)!r} differs from the run's "
+                                  f"{saved.get(key)!r}; resume with the run's own configuration")
+        self.method.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epochs_done = state["step"], state["epochs_done"]
+        self.order_gen.set_state(state["order_gen"])
+        self.aug_gen.set_state(state["aug_gen"].to(self.aug_gen.get_state().device))
+
+    # ------------------------------------------------------------------ the loop
+    def _call(self, hook: str, *args) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, *args)
+
+    def fit(self) -> TrainResult:
+        cfg = self.cfg
+        if cfg.resume:
+            self.load_checkpoint()
+        meta = {"method": cfg.method, "dataset": cfg.dataset, "config": cfg.to_dict(), "device": str(self.device),
+                "backbone": self.backbone_name, "steps_per_epoch": self.steps_per_epoch,
+                "total_steps": self.steps_per_epoch * cfg.epochs, "epoch": self.epochs_done,
+                "classes": self.bundle.classes, "dataset_source": self.bundle.source}
+        self.writer = RunWriter(self.run_dir, meta)
+        if cfg.resume:
+            self.writer.event(self.step, f"resumed from the checkpoint at step {self.step} "
+                                         f"(epoch {self.epochs_done})")
+        status, error = "failed", ""
+        try:
+            self._call("on_fit_start")
+            self.flush()
+            self.method.train()
+            for self.epoch in range(self.epochs_done, cfg.epochs):
+                self._train_epoch()
+                self.epochs_done = self.epoch + 1
+                self._call("on_epoch_end")
+                self.pending["scalars"]["epoch"] = self.epochs_done
+                self.flush()
+                self.save_checkpoint()
+                self.writer.set_meta(epoch=self.epochs_done)
+            status = "finished"
+        except NonFiniteLoss as e:
+            error = str(e)
+            self.writer.event(self.step, error, "error")
+            raise
+        except (StopRequested, KeyboardInterrupt):
+            status, error = "stopped", f"stopped by the user at step {self.step}"
+        except BaseException as e:
+            error = f"{type(e).__name__}: {e}"
+            raise
+        finally:
+            self._call("on_fit_end", status)
+            self.writer.close(status, error)
+        with_metrics = self._last_metrics()
+        return TrainResult(self.run_dir, status, self.step, self.epochs_done, with_metrics)
+
+    def _last_metrics(self) -> dict:
+        from workbench.runs.store import RunReader
+
+        with RunReader(self.run_dir) as r:
+            return r.last_scalars()
+
+    def _train_epoch(self) -> None:
+        n, bs = len(self.bundle.train), self.batch_size
+        order = torch.randperm(n, generator=self.order_gen)[: self.steps_per_epoch * bs].view(-1, bs)
+        bar = tqdm(order, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", disable=not self.cfg.progress,
+                   leave=False, unit="step", dynamic_ncols=True)
+        for idx in bar:
+            if self.stop_event.is_set():
+                raise StopRequested()
+            t0 = time.perf_counter()
+            images = self.train_images[idx.to(self.train_images.device)].to(self.device, non_blocking=True)
+            with autocast(self.device, self.cfg.amp):
+                out = self.method.step(images, self.aug_gen)
+            loss = out.loss.item()
+            if not math.isfinite(loss):
+                ckpt = (f"the last good checkpoint is {self.checkpoint_path} (epoch {self.epochs_done})"
+                        if self.checkpoint_path.exists() else "no checkpoint was saved yet (none completed an epoch)")
+                raise NonFiniteLoss(f"loss became {loss} at step {self.step + 1} (epoch {self.epoch + 1}); "
+                                    f"training stopped and {ckpt}. Try a lower learning rate (--lr) or a larger "
+                                    f"temperature (--tau).")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(out.loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.scheduler.step()
+            self.step += 1
+            dt = time.perf_counter() - t0
+            self.pending["scalars"].update(loss=loss, lr=lr, img_per_s=len(idx) / dt, **out.logs)
+            self._call("on_step_end", out)
+            self.flush()
+            bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{len(idx) / dt:,.0f}", refresh=False)

@@ -1,0 +1,46 @@
+"""What every method provides to the engine and the diagnostics.
+
+A method is an ``nn.Module`` with a backbone (``features`` gives h for the probes) and a
+``step(images, generator) -> StepOutput``: it makes its own views of the raw ``uint8`` batch, computes its loss and
+returns what the diagnostics need.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class StepOutput:
+    """The result of one training step.
+
+    ``loss``: the scalar to minimise. ``logs``: cheap scalars the method wants logged every step.
+    ``z1, z2``: L2-normalised embeddings of two views of the same images, detached (the pos/neg score histograms,
+    alignment, uniformity and collapse measures are computed from these). ``pos, neg``: the method's own
+    positive and negative similarity scores where they are not the in-batch ones (e.g. MoCo's queue).
+    """
+
+    loss: torch.Tensor
+    logs: dict[str, float] = field(default_factory=dict)
+    z1: torch.Tensor | None = None
+    z2: torch.Tensor | None = None
+    pos: torch.Tensor | None = None
+    neg: torch.Tensor | None = None
+
+
+class Method(nn.Module):
+    name = "method"
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+
+    def step(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:  # pragma: no cover
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features h of already-normalised images (used by the kNN probe and snapshots)."""
+        return self.backbone(x)
