@@ -1,0 +1,63 @@
+"""The command line end to end on digits, including a crash (SIGKILL) and --resume."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from workbench.runs import RunReader
+
+
+def wb(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "workbench", *args], capture_output=True, text=True, timeout=300,
+                          **kw)
+
+
+def test_train_then_list(runs_dir):
+    p = wb("train", "--epochs", "2", "--batch-size", "128", "--runs-dir", str(runs_dir), "--run-name", "cli",
+           "--progress", "false", "--probe-size", "100")
+    assert p.returncode == 0, p.stderr
+    assert "finished: step 22, epoch 2" in p.stdout and "kNN accuracy" in p.stdout
+    p = wb("runs", "--runs-dir", str(runs_dir))
+    assert p.returncode == 0
+    line = [l for l in p.stdout.splitlines() if l.strip().startswith("cli")][0]
+    assert "simclr" in line and "digits" in line and "finished" in line and "2/2" in line
+
+
+def test_errors_exit_2_with_a_message(runs_dir):
+    p = wb("train", "--dataset", "nope", "--runs-dir", str(runs_dir))
+    assert p.returncode == 2 and "Known datasets" in p.stderr and "digits" in p.stderr
+    p = wb("train", "--tau", "0", "--runs-dir", str(runs_dir))
+    assert p.returncode == 2 and "tau=0.0" in p.stderr
+    p = wb("train", "--resume", "--runs-dir", str(runs_dir))
+    assert p.returncode == 2 and "--run-name" in p.stderr
+    assert not list(runs_dir.iterdir())  # nothing was created by failed starts
+    p = wb("runs", "--runs-dir", str(runs_dir))
+    assert "no runs" in p.stdout
+
+
+def test_killed_training_is_stale_then_resumes_with_the_same_step_count(runs_dir):
+    args = ["train", "--epochs", "40", "--batch-size", "128", "--runs-dir", str(runs_dir), "--run-name", "crash",
+            "--progress", "false", "--probe-size", "100"]
+    p = subprocess.Popen([sys.executable, "-m", "workbench", *args], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    ckpt = runs_dir / "crash" / "checkpoints" / "last.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not ckpt.exists():
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the next epoch
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    with RunReader(runs_dir / "crash") as r:
+        assert r.status().state == "stale"
+        logged = r.last_step()
+        assert logged >= 11
+    p = wb("train", "--resume", "--run-name", "crash", "--runs-dir", str(runs_dir), "--epochs", "3",
+           "--progress", "false")
+    assert p.returncode == 0, p.stderr
+    assert "finished: step 33, epoch 3" in p.stdout
+    with RunReader(runs_dir / "crash") as r:
+        assert r.status().state == "finished"
+        assert r.scalar("loss").index.tolist() == list(range(1, 34))
+    p = wb("train", "--resume", "--run-name", "crash", "--runs-dir", str(runs_dir), "--tau", "0.9")
+    assert p.returncode == 2 and "cannot change" in p.stderr

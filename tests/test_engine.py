@@ -1,0 +1,153 @@
+"""Training engine end to end on the embedded digits."""
+import math
+import time
+
+import pytest
+import torch
+
+import workbench
+from workbench import ConfigError
+from workbench.engine import Callback, NonFiniteLoss, Trainer, resolve_device
+from workbench.engine.optim import warmup_cosine
+from workbench.methods import SimCLR, StepOutput
+from workbench.runs import RunReader
+
+
+def test_train_logs_everything_the_dashboard_needs(quick):
+    result = workbench.train(quick(epochs=2, run_name="e2e"))
+    assert result.status == "finished" and result.epochs_done == 2
+    steps_per_epoch = 1437 // 128
+    assert result.step == 2 * steps_per_epoch
+    with RunReader(result.run_dir) as r:
+        df = r.scalars()
+        for key in ("loss", "lr", "img_per_s", "pos_mean", "neg_mean", "neg_var", "align", "uniform",
+                    "collapse_std", "effective_rank", "knn_acc", "tolerance"):
+            assert key in df, key
+        assert df["loss"].notna().sum() == result.step
+        # kNN before training (step 0) and after each epoch
+        assert r.scalar("knn_acc").index.tolist() == [0, steps_per_epoch, 2 * steps_per_epoch]
+        pos = r.histograms("pos")
+        assert pos.counts.shape[1] == 100 and (pos.counts.sum(1) == 128).all()
+        neg = r.histograms("neg")
+        assert (neg.counts.sum(1) == 2 * 128 * (2 * 128 - 2)).all()
+        snap = r.snapshot("embeddings")
+        assert snap.step == result.step and snap["features"].shape == (200, 256)
+        assert len(r.artifacts("embeddings")) == 3 and len(r.artifacts("views")) == 1
+        assert r.status().state == "finished"
+        assert r.meta["epoch"] == 2
+    assert (result.run_dir / "checkpoints" / "last.pt").exists()
+
+
+def test_resume_continues_the_same_run_and_step_count(quick):
+    first = workbench.train(quick(epochs=1, run_name="r"))
+    state = torch.load(first.run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert state["step"] == first.step
+    second = workbench.train(quick(epochs=3, run_name="r", resume=True))
+    assert second.run_dir == first.run_dir
+    assert second.step == 3 * first.step and second.epochs_done == 3
+    with RunReader(second.run_dir) as r:
+        assert r.scalar("loss").index.tolist() == list(range(1, second.step + 1))
+        assert "resumed from the checkpoint at step" in r.events()["message"].iloc[-1]
+
+
+class StopAfterFirstEpoch(Callback):
+    def on_epoch_end(self, trainer):
+        trainer.stop_event.set()  # as if the user pressed stop (or the process died) during epoch 2
+
+
+def test_resume_is_exactly_the_uninterrupted_run(quick):
+    straight = workbench.train(quick(epochs=2, run_name="straight"))
+    stopped = workbench.train(quick(epochs=2, run_name="split"), callbacks=[StopAfterFirstEpoch()])
+    assert stopped.status == "stopped" and stopped.epochs_done == 1
+    split = workbench.train(quick(epochs=2, run_name="split", resume=True))
+    with RunReader(straight.run_dir) as a, RunReader(split.run_dir) as b:
+        torch.testing.assert_close(torch.tensor(a.scalar("loss").values), torch.tensor(b.scalar("loss").values),
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_existing_run_is_not_overwritten_and_resume_needs_a_checkpoint(quick):
+    workbench.train(quick(run_name="taken"))
+    with pytest.raises(ConfigError, match="already holds a run"):
+        workbench.train(quick(run_name="taken"))
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        workbench.train(quick(run_name="never-ran", resume=True))
+
+
+def test_nan_loss_stops_marks_failed_and_keeps_the_last_good_checkpoint(quick, monkeypatch):
+    original = SimCLR.step
+    calls = {"n": 0}
+
+    def step(self, images, generator):
+        out = original(self, images, generator)
+        calls["n"] += 1
+        if calls["n"] == 14:  # in the second epoch (11 steps per epoch)
+            return StepOutput(loss=out.loss * float("nan"), z1=out.z1, z2=out.z2)
+        return out
+
+    monkeypatch.setattr(SimCLR, "step", step)
+    cfg = quick(epochs=3, run_name="nan")
+    with pytest.raises(NonFiniteLoss, match=r"loss became nan at step 14 \(epoch 2\)") as e:
+        workbench.train(cfg)
+    assert "last good checkpoint" in str(e.value)
+    run = cfg.runs_dir + "/nan"
+    with RunReader(run) as r:
+        st = r.status()
+        assert st.state == "failed" and "step 14" in st.error
+        assert r.scalar("loss").index.max() == 13  # everything before the bad step is kept
+        assert r.events()["level"].tolist()[-1] == "error"
+    state = torch.load(f"{run}/checkpoints/last.pt", weights_only=True)
+    assert state["epochs_done"] == 1 and state["step"] == 11
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_background_training_can_be_followed_and_stopped(quick):
+    handle = workbench.start_training(quick(epochs=50, run_name="bg"))
+    reader = None
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if (handle.run_dir / "run.db").exists():
+            reader = reader or RunReader(handle.run_dir)
+            if reader.last_step() >= 3:
+                break
+        time.sleep(0.05)
+    assert reader is not None and reader.status().state == "running"
+    handle.stop()
+    result = handle.join(timeout=60)
+    assert result.status == "stopped" and not handle.is_alive()
+    assert reader.status().state == "stopped"
+    assert 3 <= result.step < 50 * 11
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ConfigError, match="batch_size"):
+        workbench.TrainConfig(batch_size=1)
+    with pytest.raises(ConfigError, match="method.*one of"):
+        workbench.TrainConfig(method="byol")
+    with pytest.raises(ConfigError, match="optimizer"):
+        workbench.TrainConfig(optimizer="rmsprop")
+    with pytest.raises(ConfigError, match="unknown config field"):
+        workbench.TrainConfig.from_dict({"temperature": 0.1})
+
+
+def test_device_selection():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA"):
+            resolve_device("cuda")
+    with pytest.raises(ConfigError, match="not a device"):
+        resolve_device("tpu9")
+
+
+def test_warmup_then_cosine_schedule():
+    f = [warmup_cosine(s, total_steps=110, warmup_steps=10) for s in range(111)]
+    assert f[0] == pytest.approx(0.01) and f[10] == pytest.approx(1.0)
+    assert all(a <= b for a, b in zip(f[:10], f[1:11]))
+    assert f[60] == pytest.approx(0.5) and f[110] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(f[10:], f[11:]))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "lars"])
+def test_other_optimizers_train(quick, optimizer):
+    r = workbench.train(quick(optimizer=optimizer, run_name=optimizer, probe_size=0))
+    assert r.status == "finished" and math.isfinite(r.metrics["loss"])
