@@ -25,7 +25,6 @@ def runs_dir_from_argv() -> str:
 
 
 RUNS_DIR = st.session_state.setdefault("runs_dir", runs_dir_from_argv())
-STATUS_ICON = {"running": "🟢", "finished": "✅", "failed": "❌", "stopped": "⏹️", "stale": "💀", "unreadable": "⚠️"}
 
 st.title("Contrastive-learning workbench")
 
@@ -37,7 +36,6 @@ def runs_table():
         st.info(f"No runs under `{RUNS_DIR}/` yet. Start one with `workbench train` (or `make run`).")
         return
     view = runs[["name", "method", "dataset", "status", "epoch", "epochs", "step", "loss", "knn_acc"]].copy()
-    view["status"] = [f"{STATUS_ICON.get(s, '')} {s}" for s in view["status"]]
     st.dataframe(view, hide_index=True, width="stretch")
     for _, r in runs[runs["problem"].astype(bool)].iterrows():
         st.warning(f"`{r['name']}` cannot be read: {r['problem']}")

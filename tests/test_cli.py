@@ -61,3 +61,21 @@ def test_killed_training_is_stale_then_resumes_with_the_same_step_count(runs_dir
         assert r.scalar("loss").index.tolist() == list(range(1, 34))
     p = wb("train", "--resume", "--run-name", "crash", "--runs-dir", str(runs_dir), "--tau", "0.9")
     assert p.returncode == 2 and "cannot change" in p.stderr
+
+
+def test_sigterm_stops_cleanly_and_the_run_says_stopped(runs_dir):
+    p = subprocess.Popen([sys.executable, "-m", "workbench", "train", "--epochs", "500", "--runs-dir", str(runs_dir),
+                          "--run-name", "term", "--progress", "false"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    db = runs_dir / "term" / "run.db"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if db.exists() and RunReader(runs_dir / "term").last_step() >= 5:
+            break
+        time.sleep(0.05)
+    p.terminate()
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "stopped" in out
+    with RunReader(runs_dir / "term") as r:
+        st = r.status()
+        assert st.state == "stopped" and "stopped by the user" in st.error

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -72,6 +73,17 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**given)
 
 
+def _interrupt_on_sigterm() -> None:
+    """Treat SIGTERM (the app's stop button, ``kill``, a terminal closing) like Ctrl-C: stop cleanly."""
+
+    def raise_interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background by a shell without job control
+        signal.signal(signal.SIGINT, raise_interrupt)
+
+
 def cmd_train(args) -> int:
     from workbench.data.registry import DatasetUnavailable
     from workbench.engine.trainer import NonFiniteLoss, Trainer
@@ -82,6 +94,7 @@ def cmd_train(args) -> int:
     except (ConfigError, DatasetUnavailable) as e:
         print(f"workbench train: {e}", file=sys.stderr)
         return 2
+    _interrupt_on_sigterm()
     print(f"run: {trainer.run_dir}  ({cfg.method} on {cfg.dataset}, {trainer.backbone_name} backbone, "
           f"device {trainer.device}, {cfg.epochs} epochs x {trainer.steps_per_epoch} steps)", file=sys.stderr)
     try:
@@ -126,6 +139,7 @@ def cmd_app(args) -> int:
 
 def cmd_demo(args) -> int:
     """``make run``: the dashboard and a live SimCLR run on the embedded data; Ctrl-C stops both."""
+    _interrupt_on_sigterm()
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")  # two processes on few cores: avoid spin-wait slowdowns
     app = subprocess.Popen(app_command(args.runs_dir, args.address, args.port, True), env=env)
     print(f"\n  Dashboard: http://{args.address}:{args.port}  (Ctrl-C stops the app and the training run)\n",

@@ -111,6 +111,7 @@ class Trainer:
         train = self.bundle.train.images
         self.train_images = train.to(self.device) if train.numel() <= ON_DEVICE_MAX_BYTES else train
         self.writer: RunWriter | None = None
+        self.bar = None
 
     # ------------------------------------------------------------------ helpers used by callbacks
     def prepare_eval_images(self, images: torch.Tensor) -> torch.Tensor:
@@ -182,6 +183,8 @@ class Trainer:
             self._call("on_fit_start")
             self.flush()
             self.method.train()
+            self.bar = tqdm(total=self.steps_per_epoch * cfg.epochs, initial=self.step, disable=not cfg.progress,
+                            unit="step", dynamic_ncols=True, desc=f"{cfg.method} on {cfg.dataset}")
             for self.epoch in range(self.epochs_done, cfg.epochs):
                 self._train_epoch()
                 self.epochs_done = self.epoch + 1
@@ -201,6 +204,8 @@ class Trainer:
             error = f"{type(e).__name__}: {e}"
             raise
         finally:
+            if getattr(self, "bar", None) is not None:
+                self.bar.close()
             self._call("on_fit_end", status)
             self.writer.close(status, error)
         with_metrics = self._last_metrics()
@@ -215,9 +220,7 @@ class Trainer:
     def _train_epoch(self) -> None:
         n, bs = len(self.bundle.train), self.batch_size
         order = torch.randperm(n, generator=self.order_gen)[: self.steps_per_epoch * bs].view(-1, bs)
-        bar = tqdm(order, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", disable=not self.cfg.progress,
-                   leave=False, unit="step", dynamic_ncols=True)
-        for idx in bar:
+        for idx in order:
             if self.stop_event.is_set():
                 raise StopRequested()
             t0 = time.perf_counter()
@@ -242,4 +245,6 @@ class Trainer:
             self.pending["scalars"].update(loss=loss, lr=lr, img_per_s=len(idx) / dt, **out.logs)
             self._call("on_step_end", out)
             self.flush()
-            bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{len(idx) / dt:,.0f}", refresh=False)
+            self.bar.set_postfix(epoch=f"{self.epoch + 1}/{self.cfg.epochs}", loss=f"{loss:.4f}",
+                                 img_s=f"{len(idx) / dt:,.0f}", refresh=False)
+            self.bar.update()
