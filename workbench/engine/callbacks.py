@@ -6,7 +6,6 @@ writes everything of one step in one transaction.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from workbench.diagnostics import geometry, scores
 from workbench.diagnostics.probes import default_knn_k, knn_predict
@@ -101,8 +100,10 @@ class EpochEvaluation(Callback):
                                    num_classes=max(b.num_classes, int(b.memory.labels.max()) + 1)).cpu()
                 result["knn_acc"] = (pred == b.test.labels).float().mean().item()
                 result["knn_k"] = k
-                zt = F.normalize(test_feat[self.probe_index], dim=1)
+                # Wang & Liu measure tolerance and uniformity on the embedding the loss acts on (z), not on h
+                zt = trainer.method.embed(test_feat[self.probe_index].to(trainer.device))
                 result["tolerance"] = geometry.tolerance(zt, b.test.labels[self.probe_index].to(zt.device))
+                result["probe_uniform"] = geometry.uniformity(zt)
             trainer.pending["scalars"].update(result)
             if self.probe_size:
                 idx = self.probe_index

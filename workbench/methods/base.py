@@ -44,3 +44,8 @@ class Method(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone features h of already-normalised images (used by the kNN probe and snapshots)."""
         return self.backbone(x)
+
+    @torch.no_grad()
+    def embed(self, h: torch.Tensor) -> torch.Tensor:
+        """The L2-normalised embedding z the loss acts on, from backbone features h (tolerance, uniformity)."""
+        return torch.nn.functional.normalize(h, dim=1)

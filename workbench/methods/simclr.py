@@ -28,6 +28,10 @@ class SimCLR(Method):
         self.tau = tau
         self.projector = ProjectionMLP(backbone.out_dim, backbone.out_dim, proj_dim)
 
+    @torch.no_grad()
+    def embed(self, h: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.projector(h).float(), dim=1)
+
     def step(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:
         x_i, x_j = self.views(images, n=2, g=generator)
         n = x_i.shape[0]
