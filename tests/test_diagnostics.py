@@ -99,3 +99,16 @@ def test_weighted_knn_matches_scikit_learn():
 def test_default_k_is_small_for_small_data():
     assert default_knn_k(torch.arange(100) % 10) == 5
     assert default_knn_k(torch.arange(100000) % 10) == 200
+
+
+def test_score_interpretation_flags_collapse_and_easy_positives():
+    from workbench.diagnostics.scores import interpret_scores
+
+    collapsed = interpret_scores(0.99, 0.98, 0.0001)
+    assert collapsed[0][0] == "error" and "collapsed" in collapsed[0][1]
+    easy = interpret_scores(0.9, 0.0, 0.02, first_pos_mean=0.9)
+    assert any(level == "warning" and "too easy" in msg for level, msg in easy)
+    healthy = interpret_scores(0.8, 0.01, 0.02, tau=0.2, first_pos_mean=0.4)
+    assert [level for level, _ in healthy] == ["success", "info"]
+    frozen = interpret_scores(0.15, 0.0, 0.0001)
+    assert any("barely" in msg for _, msg in frozen)

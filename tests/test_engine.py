@@ -21,7 +21,8 @@ def test_train_logs_everything_the_dashboard_needs(quick):
     with RunReader(result.run_dir) as r:
         df = r.scalars()
         for key in ("loss", "lr", "img_per_s", "pos_mean", "neg_mean", "neg_var", "align", "uniform",
-                    "collapse_std", "effective_rank", "knn_acc", "tolerance"):
+                    "collapse_std", "effective_rank", "knn_acc", "tolerance", "probe_uniform", "kmeans_acc",
+                    "kmeans_nmi", "kmeans_ari"):
             assert key in df, key
         assert df["loss"].notna().sum() == result.step
         # kNN before training (step 0) and after each epoch
@@ -33,6 +34,9 @@ def test_train_logs_everything_the_dashboard_needs(quick):
         snap = r.snapshot("embeddings")
         assert snap.step == result.step and snap["features"].shape == (200, 256)
         assert len(r.artifacts("embeddings")) == 3 and len(r.artifacts("views")) == 1
+        assert snap["kmeans"].shape == (200,) and set(snap["kmeans"]) <= set(range(10))
+        thumbs = r.snapshot("probe_images")
+        assert thumbs["images"].shape == (200, 1, 8, 8) and (thumbs["index"] == snap["index"]).all()
         assert r.status().state == "finished"
         assert r.meta["epoch"] == 2
     assert (result.run_dir / "checkpoints" / "last.pt").exists()

@@ -61,3 +61,36 @@ def score_summary(pos: torch.Tensor, neg: torch.Tensor, bins: int = 100) -> tupl
         "neg": (score_histogram(flat, bins), flat.mean().item(), flat.var(unbiased=False).item()),
     }
     return scalars, hists
+
+
+def interpret_scores(pos_mean: float, neg_mean: float, neg_var: float, tau: float | None = None,
+                     first_pos_mean: float | None = None) -> list[tuple[str, str]]:
+    """Plain-language readings of the pos/neg statistics at one step, as ``(level, message)`` pairs.
+
+    The thresholds are rules of thumb drawn from the curves in Zhu et al. (2021) and Wang & Liu (2021): healthy
+    runs raise ``pos_mean`` towards 0.8-0.9 while ``neg_mean`` stays near 0 and ``neg_var`` shrinks slowly.
+    """
+    out: list[tuple[str, str]] = []
+    if pos_mean > 0.95 and neg_mean > 0.9:
+        out.append(("error", "Positives and negatives are all near 1: the embeddings have collapsed to one point. "
+                             "Check the learning rate, the projection head and the temperature."))
+        return out
+    if neg_mean > 0.3:
+        out.append(("warning", f"Negatives are similar on average (mean {neg_mean:.2f}): the embeddings crowd in one "
+                               "region of the sphere (poor uniformity). A smaller temperature weights the hardest "
+                               "negatives more and spreads them out."))
+    if first_pos_mean is not None and first_pos_mean > 0.85:
+        out.append(("warning", f"Positives started almost identical (pos_mean {first_pos_mean:.2f} at the first "
+                               "logged step): the views are too easy to match, so the task teaches little. Stronger "
+                               "augmentation (smaller crops, more colour jitter) makes positives harder."))
+    if pos_mean < 0.3 and neg_var < 0.005:
+        out.append(("warning", "Positives are far apart and negatives have almost no spread: the encoder is barely "
+                               "learning (a frozen key encoder in MoCo with m=1 looks like this)."))
+    if pos_mean - neg_mean > 0.5 and neg_mean < 0.2:
+        out.append(("success", f"Positives ({pos_mean:.2f}) are well separated from negatives ({neg_mean:.2f}): "
+                               "the views of an image agree while other images stay spread out."))
+    if tau is not None:
+        out.append(("info", f"Temperature tau = {tau:g}. Each negative's share of the gradient is proportional to "
+                            f"exp(s/tau): at small tau the right tail of the negative histogram (the hardest "
+                            f"negatives) dominates; at large tau all negatives count about equally."))
+    return out

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import torch
 
+import torch.nn.functional as F
+
 from workbench.diagnostics import geometry, scores
+from workbench.diagnostics.clustering import cluster_scores, kmeans
 from workbench.diagnostics.probes import default_knn_k, knn_predict
 
 
@@ -72,6 +75,12 @@ class EpochEvaluation(Callback):
 
             grid = views_grid(trainer.bundle.train.images[:8].to(trainer.device), trainer.method.views, n_images=8)
             trainer.writer.add_image(0, "views", grid, {"rows": ["original", "view 1", "view 2"]})
+            if self.probe_size:
+                thumbs = test.images[self.probe_index]
+                if thumbs.shape[-1] > 32:  # thumbnails for the app, not for analysis
+                    thumbs = F.interpolate(thumbs.float(), size=(32, 32), mode="area").round().to(torch.uint8)
+                trainer.writer.add_arrays(0, "probe_images", {"classes": trainer.bundle.classes}, images=thumbs,
+                                          labels=test.labels[self.probe_index], index=self.probe_index)
 
     def on_epoch_end(self, trainer) -> None:
         if (trainer.epoch + 1) % self.every == 0 or trainer.epoch + 1 == trainer.cfg.epochs:
@@ -91,25 +100,31 @@ class EpochEvaluation(Callback):
         trainer.method.eval()
         try:
             test_feat = self.features(trainer, b.test.images)
-            result = {}
-            pred = None
-            if b.memory.has_labels and b.test.has_labels:
+            labelled = b.memory.has_labels and b.test.has_labels
+            result, arrays = {}, {}
+            if labelled:
                 mem_feat = self.features(trainer, b.memory.images)
                 k = self.k or default_knn_k(b.memory.labels)
                 pred = knn_predict(test_feat, mem_feat, b.memory.labels, k=k, t=self.t,
                                    num_classes=max(b.num_classes, int(b.memory.labels.max()) + 1)).cpu()
-                result["knn_acc"] = (pred == b.test.labels).float().mean().item()
-                result["knn_k"] = k
-                # Wang & Liu measure tolerance and uniformity on the embedding the loss acts on (z), not on h
-                zt = trainer.method.embed(test_feat[self.probe_index].to(trainer.device))
-                result["tolerance"] = geometry.tolerance(zt, b.test.labels[self.probe_index].to(zt.device))
-                result["probe_uniform"] = geometry.uniformity(zt)
-            trainer.pending["scalars"].update(result)
-            if self.probe_size:
-                idx = self.probe_index
-                arrays = dict(features=test_feat[idx].cpu().half(), labels=b.test.labels[idx], index=idx)
-                if pred is not None:
+                result.update(knn_acc=(pred == b.test.labels).float().mean().item(), knn_k=k)
+            idx = self.probe_index
+            if len(idx):
+                probe = test_feat[idx]
+                # Wang & Liu measure uniformity and tolerance on the embedding the loss acts on (z), not on h
+                z = trainer.method.embed(probe.to(trainer.device))
+                result["probe_uniform"] = geometry.uniformity(z)
+                # k-means on the probe features: the cluster view for methods without clusters of their own
+                clusters = kmeans(probe.cpu().numpy(), b.num_classes or 10, seed=0)
+                arrays = dict(features=probe.cpu().half(), labels=b.test.labels[idx], index=idx, kmeans=clusters)
+                if labelled:
+                    labels = b.test.labels[idx]
                     arrays["knn_pred"] = pred[idx]
-                trainer.writer.add_arrays(trainer.step, "embeddings", {"epoch": trainer.epochs_done, **result}, **arrays)
+                    result["tolerance"] = geometry.tolerance(z, labels.to(z.device))
+                    result.update(cluster_scores(labels.numpy(), clusters).as_dict("kmeans_"))
+            trainer.pending["scalars"].update(result)
+            if arrays:
+                trainer.writer.add_arrays(trainer.step, "embeddings", {"epoch": trainer.epochs_done, **result},
+                                          **arrays)
         finally:
             trainer.method.train(was_training)
