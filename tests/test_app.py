@@ -1,7 +1,13 @@
-"""The dashboard under Streamlit's AppTest, over fixture run stores (good, empty, just started, failed, corrupt)."""
+"""Every dashboard page under Streamlit's AppTest, over fixture run stores: a trained run, an empty folder, a run
+that has just started, a failed run, a dead (stale) run, a corrupt database and a foreign file."""
 import base64
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +18,8 @@ import workbench
 from workbench.runs import RunReader, RunWriter
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "Home.py")
+PAGES = ["views/runs.py", "views/curves.py", "views/scores.py", "views/embeddings.py", "views/clusters.py",
+         "views/images.py"]
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +30,29 @@ def trained_run(tmp_path_factory):
     return d / "good"
 
 
-def app_on(runs_dir) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["runs_dir"] = str(runs_dir)
-    return at.run()
+@pytest.fixture
+def good_dir(tmp_path, trained_run):
+    shutil.copytree(trained_run, tmp_path / "good")
+    return tmp_path
+
+
+@pytest.fixture
+def messy_dir(good_dir):
+    d = good_dir
+    (d / "corrupt").mkdir()
+    (d / "corrupt" / "run.db").write_bytes(b"garbage" * 500)
+    (d / "README.txt").write_text("a foreign file")
+    RunWriter(d / "just-started", {"method": "simclr", "dataset": "digits"})  # no steps yet, still running
+    failed = RunWriter(d / "failed", {"method": "simclr", "dataset": "digits"})
+    failed.log(1, {"loss": 5.0})
+    failed.close("failed", "loss became nan at step 2 (epoch 1)")
+    dead = subprocess.Popen([sys.executable, "-c", "import sys, time; from workbench.runs import RunWriter; "
+                             "w = RunWriter(sys.argv[1]); w.log(1, {'loss': 4.0}); print('ok', flush=True); "
+                             "time.sleep(60)", str(d / "dead")], stdout=subprocess.PIPE, text=True)
+    assert dead.stdout.readline().strip() == "ok"
+    os.kill(dead.pid, signal.SIGKILL)
+    dead.wait()
+    return d
 
 
 def values(v) -> list:
@@ -35,64 +62,188 @@ def values(v) -> list:
     return list(v)
 
 
-def chart_titles(at) -> list[str]:
-    return [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+def matrix(v) -> np.ndarray:
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"]).reshape([int(n) for n in str(v["shape"]).split(",")])
+    return np.array(v)
 
 
-def test_empty_runs_folder_says_how_to_start(tmp_path):
-    at = app_on(tmp_path)
+def images(at) -> list:
+    return at.get("image")
+
+
+def specs(at) -> dict[str, dict]:
+    out = {}
+    for c in at.get("plotly_chart"):
+        spec = json.loads(c.proto.spec)
+        out[spec["layout"].get("title", {}).get("text", "")] = spec
+    return out
+
+
+def app_on(runs_dir, page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.session_state["runs_dir"] = str(runs_dir)
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    return at
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_on_an_empty_folder_says_what_to_do(tmp_path, page):
+    at = app_on(tmp_path, page)
     assert not at.exception
     assert any("No runs" in i.value for i in at.info)
 
 
-def test_a_finished_run_shows_its_charts(tmp_path, trained_run):
-    shutil.copytree(trained_run, tmp_path / "good")
-    at = app_on(tmp_path)
-    assert not at.exception
-    titles = chart_titles(at)
-    assert "loss" in titles and "kNN accuracy (held-out)" in titles
-    with RunReader(tmp_path / "good") as r:
-        last_hist = int(r.histograms("pos").steps[-1])
-    assert f"pos/neg cosine similarity at step {last_hist}" in titles
-    assert any(t.startswith("embeddings (PCA) at step 22") for t in titles)
-    posneg = [json.loads(c.proto.spec) for c in at.get("plotly_chart")
-              if json.loads(c.proto.spec)["layout"]["title"]["text"].startswith("pos/neg")][0]
-    assert [t["name"].split(" ")[0] for t in posneg["data"]] == ["positive", "negative"]
-    assert len(values(posneg["data"][0]["x"])) == 100
-    assert at.selectbox[0].options == ["good"]
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_survives_bad_runs(messy_dir, page):
+    at = app_on(messy_dir, page)
+    assert not at.exception, at.exception
+    for name in ("just-started", "failed", "dead", "good"):
+        if page == "views/runs.py":
+            break
+        if len(at.sidebar.selectbox):
+            at.sidebar.selectbox[0].select(name).run()
+        else:
+            at.sidebar.multiselect[0].set_value([name]).run()
+        assert not at.exception, (name, at.exception)
 
 
-def test_bad_runs_give_messages_and_the_good_run_still_shows(tmp_path, trained_run):
-    shutil.copytree(trained_run, tmp_path / "good")
-    (tmp_path / "corrupt").mkdir()
-    (tmp_path / "corrupt" / "run.db").write_bytes(b"garbage" * 500)
-    (tmp_path / "README.txt").write_text("a foreign file")
-    RunWriter(tmp_path / "just-started", {"method": "simclr", "dataset": "digits"})  # no steps yet, still running
-    failed = RunWriter(tmp_path / "failed", {"method": "simclr", "dataset": "digits"})
-    failed.log(1, {"loss": 5.0})
-    failed.close("failed", "loss became nan at step 2 (epoch 1)")
-    at = app_on(tmp_path)
+def test_runs_page_lists_runs_and_explains_the_bad_ones(messy_dir):
+    at = app_on(messy_dir)
     assert not at.exception
+    table = at.dataframe[0].value
+    status = dict(zip(table["name"], table["status"]))
+    assert status == {"good": "finished", "just-started": "running", "failed": "failed", "dead": "stale",
+                      "corrupt": "unreadable"}
     assert any("corrupt" in w.value and "cannot be read" in w.value for w in at.warning)
-    assert set(at.selectbox[0].options) == {"good", "just-started", "failed"}
-    at.selectbox[0].select("just-started").run()
-    assert not at.exception
-    assert any("waiting for its first logged step" in i.value for i in at.info)
-    at.selectbox[0].select("failed").run()
     assert any("loss became nan" in e.value for e in at.error)
-    at.selectbox[0].select("good").run()
-    assert len(at.get("plotly_chart")) == 5 and not at.exception
 
 
-def test_live_refresh_shows_new_steps(tmp_path):
+def test_scores_page_shows_histograms_heatmaps_curves_and_hints(good_dir):
+    at = app_on(good_dir, "views/scores.py")
+    assert not at.exception
+    figs = specs(at)
+    with RunReader(good_dir / "good") as r:
+        pos = r.histograms("pos")
+    last = int(pos.steps[-1])
+    hist = figs[f"pos/neg cosine similarity at step {last}"]
+    assert [t["name"].split(" ")[0] for t in hist["data"]] == ["positive", "negative"]
+    assert len(values(hist["data"][0]["x"])) == 100
+    heat = figs["positive scores over time"]["data"][0]
+    assert values(heat["x"]) == pos.steps.tolist()  # every logged step, none sampled away
+    assert {"pos_mean", "neg_mean", "neg_var (per-query variance)"} <= set(figs)
+    assert any("Temperature tau = 0.2" in i.value for i in at.info)
+    # drive the step selection: stop following, pick the first logged step
+    at.toggle[0].set_value(False).run()
+    at.select_slider[0].set_value(int(pos.steps[0])).run()
+    assert f"pos/neg cosine similarity at step {int(pos.steps[0])}" in specs(at)
+
+
+def test_curves_page_overlays_several_runs(good_dir, trained_run):
+    shutil.copytree(trained_run, good_dir / "good-copy")
+    at = app_on(good_dir, "views/curves.py")
+    at.sidebar.multiselect[0].set_value(["good", "good-copy"]).run()
+    assert not at.exception
+    figs = specs(at)
+    assert [t["name"] for t in figs["loss"]["data"]] == ["good", "good-copy"]
+    assert "kNN accuracy (held-out)" in figs
+    collapse = [f for t, f in figs.items() if t.startswith("std of normalised")][0]
+    assert any(s.get("type") == "line" for s in collapse["layout"].get("shapes", []))  # the 1/sqrt(d) level
+
+
+def test_embeddings_page_pca_and_colourings(good_dir):
+    at = app_on(good_dir, "views/embeddings.py")
+    assert not at.exception
+    fig = [f for t, f in specs(at).items() if t.startswith("PCA at step 22")][0]
+    assert sum(len(values(t["x"])) for t in fig["data"]) == 200
+    assert len(fig["data"]) == 10  # one trace per digit class
+    at.sidebar.radio[1].set_value("kNN correct").run()
+    fig = [f for t, f in specs(at).items() if t.startswith("PCA")][0]
+    assert {t["name"] for t in fig["data"]} <= {"correct", "wrong"}
+    at.sidebar.radio[1].set_value("k-means cluster").run()
+    fig = [f for t, f in specs(at).items() if t.startswith("PCA")][0]
+    assert all(t["name"].startswith("cluster ") for t in fig["data"])
+    # an earlier epoch's snapshot
+    at.toggle[0].set_value(False).run()
+    at.select_slider[0].set_value(0).run()
+    assert any(t.startswith("PCA at step 0 ") for t in specs(at))
+
+
+def test_embeddings_page_umap_is_computed_in_the_background(good_dir):
+    at = app_on(good_dir, "views/embeddings.py")
+    at.sidebar.radio[0].set_value("UMAP").run()
+    assert not at.exception
+    deadline = time.time() + 240
+    while time.time() < deadline and not any(t.startswith("UMAP at step") for t in specs(at)):
+        assert any("being computed in the background" in i.value for i in at.info) or specs(at)
+        time.sleep(2)
+        at.run()  # AppTest has no timer: a rerun stands in for the fragment's refresh
+    assert any(t.startswith("UMAP at step 22") for t in specs(at))
+
+
+def test_clusters_page_matches_clusters_to_labels(good_dir):
+    at = app_on(good_dir, "views/clusters.py")
+    assert not at.exception
+    figs = specs(at)
+    conf = [f for t, f in figs.items() if t.startswith("matched confusion at step 22")][0]
+    z = matrix(conf["data"][0]["z"])
+    assert z.shape == (10, 10) and z.sum() == 200
+    with RunReader(good_dir / "good") as r:
+        acc = r.scalar("kmeans_acc").iloc[-1]
+    assert f"ACC {acc:.3f}" in [t for t in figs if t.startswith("matched")][0]
+    assert np.trace(z) / 200 == pytest.approx(acc)  # matched clusters sit on the diagonal
+    assert "clustering quality over time" in figs and "cluster sizes (fraction, largest first)" in figs
+    assert len(images(at)) >= 1  # the example images per cluster
+
+
+def test_images_page_shows_the_augmented_views(good_dir):
+    at = app_on(good_dir, "views/images.py")
+    assert not at.exception
+    assert len(images(at)) == 1
+
+
+def test_live_refresh_reads_new_steps(tmp_path):
     w = RunWriter(tmp_path / "live", {"method": "simclr", "dataset": "digits", "total_steps": 100})
-    w.log(1, {"loss": 6.0})
-    at = app_on(tmp_path)
-    assert any("step 1/100" in c.value for c in at.caption)
+    w.log(1, {"loss": 6.0, "knn_acc": 0.5})
+    at = app_on(tmp_path, "views/curves.py")
+    assert values(specs(at)["loss"]["data"][0]["x"]) == [1]
     for s in range(2, 6):
         w.log(s, {"loss": 6.0 - s / 10})
-    at.run()  # AppTest has no timer: a rerun stands in for the fragment's run_every tick
-    assert any("step 5/100" in c.value for c in at.caption)
-    loss = [json.loads(c.proto.spec) for c in at.get("plotly_chart")][0]
-    assert values(loss["data"][0]["x"]) == [1, 2, 3, 4, 5]
+    w.log(5, {"knn_acc": 0.6})  # a value logged later for an already-seen step is picked up too
+    at.run()
+    figs = specs(at)
+    assert values(figs["loss"]["data"][0]["x"]) == [1, 2, 3, 4, 5]
+    assert values(figs["kNN accuracy (held-out)"]["data"][0]["y"]) == [0.5, 0.6]
     w.close("finished")
+
+
+def test_start_and_stop_a_run_from_the_runs_page(tmp_path):
+    at = app_on(tmp_path)
+    at.number_input[0].set_value(300)  # epochs
+    at.text_input[1].set_value("from-app")
+    at.button[0].click().run()  # the form's submit button
+    assert not at.exception
+    assert any("Started `from-app`" in s.value for s in at.success)
+    db = tmp_path / "from-app" / "run.db"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (db.exists() and RunReader(db.parent).last_step() >= 1):
+        time.sleep(0.2)
+    at.run()
+    assert "from-app" in at.dataframe[0].value["name"].tolist()
+    stop_buttons = [b for b in at.button if b.label == "Stop"]
+    stop_buttons[0].click().run()
+    assert any("stop requested" in i.value for i in at.info)
+    deadline = time.time() + 60
+    while time.time() < deadline and RunReader(db.parent).status().state == "running":
+        time.sleep(0.2)
+    assert RunReader(db.parent).status().state == "stopped"
+
+
+def test_new_run_form_rejects_bad_values_and_missing_data(tmp_path):
+    at = app_on(tmp_path)
+    at.selectbox[1].select("cifar10")
+    at.button[0].click().run()
+    assert any("not on this machine" in e.value and "--download" in e.value for e in at.error)
+    assert not any(tmp_path.iterdir())

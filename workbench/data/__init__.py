@@ -7,9 +7,9 @@ from workbench.data.registry import (
     load_dataset,
     describe_datasets,
 )
-from workbench.data.views import ContrastiveViews, ViewConfig, views_grid
+from workbench.data.views import ContrastiveViews, ViewConfig, image_grid, views_grid
 
 __all__ = [
     "DATASETS", "DatasetUnavailable", "ImageSet", "DatasetBundle", "load_dataset", "describe_datasets",
-    "ContrastiveViews", "ViewConfig", "views_grid",
+    "ContrastiveViews", "ViewConfig", "image_grid", "views_grid",
 ]

@@ -175,11 +175,21 @@ class ContrastiveViews:
         return [self.view(x, g) for _ in range(n)]
 
 
+def image_grid(images: torch.Tensor, nrow: int, pad: int = 1) -> torch.Tensor:
+    """Tile ``(N, C, H, W)`` images (uint8 or float in [0, 1]) into one ``uint8 (3, H', W')`` picture."""
+    from torchvision.utils import make_grid
+
+    x = torch.as_tensor(images)
+    x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    out = make_grid(x.cpu(), nrow=nrow, padding=pad, pad_value=1.0)
+    return (out.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
 def views_grid(images: torch.Tensor, views: ContrastiveViews, n_images: int = 8, n_views: int = 2,
                seed: int = 0) -> torch.Tensor:
     """A ``uint8 (3, H, W)`` grid for inspection: row 0 the originals, rows 1..n_views their random views."""
-    from torchvision.utils import make_grid
-
     x = images[:n_images]
     if x.dtype == torch.uint8:
         x = x.float() / 255
@@ -187,9 +197,4 @@ def views_grid(images: torch.Tensor, views: ContrastiveViews, n_images: int = 8,
     size = views.config.size
     rows = [F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)]
     rows += [views.view(x, g, normalize=False) for _ in range(n_views)]
-    grid = torch.cat(rows)
-    if grid.shape[1] == 1:
-        grid = grid.expand(-1, 3, -1, -1)
-    pad = max(1, size // 16)
-    out = make_grid(grid.cpu(), nrow=len(x), padding=pad, pad_value=1.0)
-    return (out.clamp(0, 1) * 255).round().to(torch.uint8)
+    return image_grid(torch.cat(rows), nrow=len(x), pad=max(1, size // 16))

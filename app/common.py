@@ -1,0 +1,94 @@
+"""What every page shares: the runs folder, the run pickers, opening runs with clear messages, the status line."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+from workbench.runs import RunReader, RunStoreError, list_runs
+from workbench.runs.follow import RunFollower
+
+REFRESH = "2s"
+
+
+def runs_dir() -> str:
+    if "runs_dir" not in st.session_state:
+        p = argparse.ArgumentParser()
+        p.add_argument("--runs-dir", default="runs")
+        args, _ = p.parse_known_args(sys.argv[1:])
+        st.session_state["runs_dir"] = args.runs_dir
+    return st.session_state["runs_dir"]
+
+
+def readable_runs() -> list[str]:
+    df = list_runs(runs_dir())
+    return df[df["status"] != "unreadable"]["name"].tolist()[::-1]  # newest first (names end in a timestamp)
+
+
+def pick_run(label: str = "Run", key: str = "run") -> str | None:
+    """One run, remembered across pages (``st.session_state['run']``)."""
+    names = readable_runs()
+    if not names:
+        st.info(f"No runs under `{runs_dir()}/` yet. Start one on the **Runs** page or with `workbench train`.")
+        return None
+    current = st.session_state.get("selected_run")
+    index = names.index(current) if current in names else 0
+    choice = st.sidebar.selectbox(label, names, index=index, key=f"{key}_picker")
+    st.session_state["selected_run"] = choice
+    return choice
+
+
+def pick_runs(label: str = "Runs to compare", key: str = "compare") -> list[str]:
+    names = readable_runs()
+    if not names:
+        st.info(f"No runs under `{runs_dir()}/` yet. Start one on the **Runs** page or with `workbench train`.")
+        return []
+    default = [n for n in st.session_state.get("compared_runs", []) if n in names]
+    if not default:
+        default = [st.session_state.get("selected_run")] if st.session_state.get("selected_run") in names else names[:1]
+    chosen = st.sidebar.multiselect(label, names, default=default, key=f"{key}_picker")
+    st.session_state["compared_runs"] = chosen
+    return chosen
+
+
+def follower(name: str) -> RunFollower | None:
+    """A cached :class:`RunFollower` per run and session: each refresh reads only the new rows."""
+    cache = st.session_state.setdefault("_followers", {})
+    path = str(Path(runs_dir()) / name)
+    if path not in cache:
+        try:
+            cache[path] = RunFollower(path)
+        except RunStoreError as e:
+            st.error(f"Cannot open run `{name}`: {e}")
+            return None
+    return cache[path]
+
+
+def open_reader(name: str) -> RunReader | None:
+    try:
+        return RunReader(Path(runs_dir()) / name)
+    except RunStoreError as e:
+        st.error(f"Cannot open run `{name}`: {e}")
+        return None
+
+
+def status_line(reader: RunReader) -> None:
+    """Status, progress and the one message a user must see (failed, stale, not started)."""
+    status, meta = reader.status(), reader.meta
+    cfg = meta.get("config") or {}
+    total = meta.get("total_steps") or 0
+    st.caption(f"**{status.state}** · step {status.step}/{total} · epoch {meta.get('epoch', 0)}/"
+               f"{cfg.get('epochs', '?')} · {meta.get('method')} on {meta.get('dataset')} · tau {cfg.get('tau')}"
+               f" · batch {cfg.get('batch_size')} · {meta.get('backbone', '')} on {meta.get('device', '?')}")
+    if total:
+        st.progress(min(1.0, status.step / total))
+    if status.state == "failed":
+        st.error(f"The run failed: {status.error}")
+    elif status.state == "stale":
+        st.warning(f"The training process stopped answering {status.heartbeat_age:.0f} s ago (killed or crashed); "
+                   "what it logged is shown. Continue it with `workbench train --resume --run-name "
+                   f"{reader.name}`.")
+    elif status.state == "stopped":
+        st.info(f"Stopped at step {status.step}; continue with `workbench train --resume --run-name {reader.name}`.")

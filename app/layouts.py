@@ -1,0 +1,85 @@
+"""Embedding layouts for the app: PCA at once, UMAP in a background thread, both cached per process.
+
+Each layout is aligned to the nearest already computed snapshot of the same run (Procrustes + UMAP initialised
+from it, see ``workbench.diagnostics.projection``), so sliding over epochs keeps points where they were.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import streamlit as st
+
+from workbench.diagnostics.projection import pca_2d, umap_2d
+from workbench.runs import RunReader
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def load_snapshot(run_path: str, kind: str, step: int) -> dict[str, np.ndarray] | None:
+    """Snapshot side files never change once written: cache them by (run, kind, step)."""
+    with RunReader(run_path) as r:
+        snap = r.snapshot(kind, step)
+    return None if snap is None else dict(snap.arrays)
+
+
+def upscale(images: np.ndarray, min_side: int = 48) -> np.ndarray:
+    """Nearest-neighbour enlargement of tiny thumbnails ``(N, C, H, W)`` so the browser does not blur them."""
+    k = max(1, min_side // images.shape[-1])
+    return images.repeat(k, axis=-2).repeat(k, axis=-1)
+
+
+@dataclass
+class LayoutState:
+    layouts: dict[int, np.ndarray] = field(default_factory=dict)
+    busy: int | None = None  # the step being computed in the background
+    seconds: dict[int, float] = field(default_factory=dict)
+    error: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@st.cache_resource
+def _states() -> dict[tuple[str, str], LayoutState]:
+    return {}
+
+
+def _nearest(layouts: dict[int, np.ndarray], step: int) -> np.ndarray | None:
+    if not layouts:
+        return None
+    return layouts[min(layouts, key=lambda s: (abs(s - step), -s))]
+
+
+def _work(state: LayoutState, method: str, step: int, features: np.ndarray, previous: np.ndarray | None) -> None:
+    t0 = time.perf_counter()
+    try:
+        xy = pca_2d(features, previous) if method == "pca" else umap_2d(features, previous)
+        with state.lock:
+            state.layouts[step] = xy
+            state.seconds[step] = time.perf_counter() - t0
+    except Exception as e:  # shown on the page; the PCA view stays usable
+        state.error = f"{type(e).__name__}: {e}"
+    finally:
+        with state.lock:
+            state.busy = None
+
+
+def layout(run_path: str, method: str, step: int, background: bool = True) -> tuple[np.ndarray | None, LayoutState]:
+    """The layout of snapshot ``step``; for UMAP in the background, ``None`` until the thread has finished."""
+    state = _states().setdefault((run_path, method), LayoutState())
+    in_background = method == "umap" and background
+    with state.lock:
+        if step in state.layouts:
+            return state.layouts[step], state
+        if in_background and state.busy is not None:
+            return None, state
+        previous = _nearest(state.layouts, step)
+        if in_background:
+            state.busy = step
+    features = load_snapshot(run_path, "embeddings", step)["features"].astype(np.float32)
+    if in_background:
+        threading.Thread(target=_work, args=(state, method, step, features, previous), daemon=True,
+                         name=f"umap-{step}").start()
+        return None, state
+    _work(state, method, step, features, previous)
+    return state.layouts.get(step), state

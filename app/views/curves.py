@@ -1,0 +1,50 @@
+"""Training curves of one or several runs overlaid (a temperature or momentum sweep side by side)."""
+from __future__ import annotations
+
+import streamlit as st
+
+import charts
+from common import REFRESH, follower, pick_runs
+
+st.header("Training curves")
+names = pick_runs()
+smoothing = st.sidebar.slider("smoothing (EMA)", 0.0, 0.99, 0.0, 0.01)
+
+GROUPS = [
+    ("loss", "loss", None),
+    ("knn_acc", "kNN accuracy (held-out)", None),
+    ("lr", "learning rate", None),
+    ("img_per_s", "throughput (images/s)", None),
+    ("align", "alignment  E||z1 - z2||²  (lower: views agree)", None),
+    ("uniform", "uniformity  log E exp(-2||zi - zj||²)  (lower: more uniform)", {"uniform on S^127": -3.94}),
+    ("collapse_std", "std of normalised embeddings (collapse → 0)", "collapse_ref"),
+    ("effective_rank", "effective rank of the embedding batch", None),
+    ("tolerance", "tolerance (same-class similarity, probe set)", None),
+    ("kmeans_nmi", "k-means NMI on the probe set", None),
+]
+
+
+@st.fragment(run_every=REFRESH)
+def show(names: list[str]) -> None:
+    frames = {}
+    for n in names:
+        f = follower(n)
+        if f is not None:
+            frames[n] = f.scalars()
+    if not any(len(df) for df in frames.values()):
+        st.info("No logged steps yet.")
+        return
+    cols = st.columns(2)
+    for i, (key, title, ref) in enumerate(GROUPS):
+        if not any(key in df for df in frames.values()):
+            continue
+        reference = ref
+        if isinstance(ref, str):  # a per-run reference level logged alongside (1/sqrt(d))
+            levels = {df[ref].dropna().iloc[-1] for df in frames.values() if ref in df and df[ref].notna().any()}
+            reference = {"1/sqrt(d)": levels.pop()} if len(levels) == 1 else None
+        fig = charts.overlay(frames, key, title, smoothing if key in ("loss", "img_per_s") else 0.0, reference)
+        cols[i % 2].plotly_chart(fig, width="stretch", key=f"curve-{key}")
+
+
+if names:
+    show(names)

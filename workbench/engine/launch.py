@@ -1,0 +1,61 @@
+"""Start and stop training runs as separate processes (the app's "new run" form and stop button use this).
+
+The training process is ``python -m workbench train ...``: the same code path as the command line, so a run
+started from the dashboard behaves exactly like one started in a terminal, and survives the app being closed.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from workbench.config import TrainConfig
+from workbench.engine.trainer import default_run_name
+from workbench.runs.store import RunReader
+
+
+def train_command(config: TrainConfig) -> list[str]:
+    """The ``workbench train`` command line for a config (only fields that differ from the defaults)."""
+    defaults = TrainConfig()
+    cmd = [sys.executable, "-m", "workbench", "train"]
+    for key, value in config.to_dict().items():
+        if value == getattr(defaults, key) or value is None:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            cmd += [flag] if key in ("download", "resume") else [flag, str(value).lower()]
+        else:
+            cmd += [flag, str(value)]
+    return cmd
+
+
+def launch(config: TrainConfig, log_file: str | os.PathLike | None = None) -> tuple[subprocess.Popen, Path]:
+    """Start training in a new process (its own session, so it outlives the caller); returns it and its run dir."""
+    if not config.run_name:
+        config = config.replace(run_name=default_run_name(config))
+    run_dir = Path(config.runs_dir) / config.run_name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = open(log_file or run_dir / "train.log", "ab")
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    proc = subprocess.Popen(train_command(config.replace(progress=False)), stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    log.close()
+    return proc, run_dir
+
+
+def stop(run_dir: str | os.PathLike) -> str:
+    """Ask a run's training process to stop (SIGTERM: it finishes the step, keeps its checkpoint, says stopped)."""
+    with RunReader(run_dir) as r:
+        meta, state = r.meta, r.status().state
+    if state != "running":
+        return f"not running ({state})"
+    if meta.get("hostname") != socket.gethostname():
+        return f"runs on another machine ({meta.get('hostname')}): stop it there"
+    try:
+        os.kill(int(meta["pid"]), signal.SIGTERM)
+    except ProcessLookupError:
+        return "its process is already gone"
+    return "stop requested"
