@@ -1,0 +1,104 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright (never `playwright install`).
+
+Starts `streamlit run` on a free port and a SimCLR training run on digits, opens every page, checks that the
+pos/neg and embedding charts render and that the step shown advances while training writes. Screenshots of each
+page go to test-artifacts/ (git-ignored).
+"""
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+PAGES = {"runs": "", "curves": "curves", "scores": "scores", "embeddings": "embeddings", "clusters": "clusters",
+         "images": "images"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def live_app(tmp_path):
+    assert Path(CHROMIUM).exists(), "the browser test needs Debian's chromium: apt-get install chromium"
+    port = free_port()
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    app = subprocess.Popen([sys.executable, "-m", "workbench", "app", "--runs-dir", str(runs), "--port", str(port)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    train = subprocess.Popen([sys.executable, "-m", "workbench", "train", "--runs-dir", str(runs), "--run-name",
+                              "browser", "--epochs", "400", "--progress", "false", "--log-every", "5"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        pytest.fail("streamlit did not come up within 120 s")
+    yield url
+    train.terminate()
+    app.terminate()
+    for p in (train, app):
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def shown_step(page) -> int:
+    text = page.locator("[data-testid=stCaptionContainer]").filter(has_text=re.compile(r"step \d+/")).first.inner_text()
+    return int(re.search(r"step (\d+)/", text).group(1))
+
+
+def test_pages_render_and_follow_training(live_app):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1500})
+        page.goto(f"{live_app}/scores")
+        page.wait_for_selector("[data-testid=stPlotlyChart]", timeout=120_000)
+        page.get_by_text(re.compile(r"pos/neg cosine similarity at step")).first.wait_for(timeout=60_000)
+        first = shown_step(page)
+        deadline = time.time() + 60
+        later = first
+        while time.time() < deadline and later <= first:
+            time.sleep(1)
+            later = shown_step(page)
+        assert later > first, "the step shown did not advance while training wrote"
+        page.screenshot(path=str(ARTIFACTS / "scores.png"), full_page=True)
+
+        page.goto(f"{live_app}/embeddings")
+        page.get_by_text(re.compile(r"PCA at step \d+")).first.wait_for(timeout=60_000)
+        assert page.locator("[data-testid=stPlotlyChart]").count() >= 1
+        page.screenshot(path=str(ARTIFACTS / "embeddings.png"), full_page=True)
+
+        for name, path in PAGES.items():
+            if name in ("scores", "embeddings"):
+                continue
+            page.goto(f"{live_app}/{path}")
+            page.wait_for_selector("[data-testid=stMain]", timeout=60_000)
+            page.wait_for_timeout(3000)
+            assert page.locator("[data-testid=stException]").count() == 0, f"{name} page shows a traceback"
+            page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        browser.close()
+    assert {f"{n}.png" for n in PAGES} <= {f.name for f in ARTIFACTS.glob("*.png")}
