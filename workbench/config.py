@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 
@@ -21,8 +21,25 @@ class TrainConfig:
     image_size: int | None = None  # None: the dataset's own size
     backbone: str = "auto"  # auto: resnet18 on CUDA for >= 32 px, else the small convnet
     proj_dim: int = 128
-    # SimCLR
-    tau: float = 0.2  # solo-learn's CIFAR default; SimCLR's official CIFAR value is 0.5
+    # contrastive temperature (SimCLR NT-Xent, MoCo InfoNCE, SwAV softmax)
+    tau: float = 0.2  # solo-learn's CIFAR default; SimCLR's official CIFAR value is 0.5, SwAV's 0.1
+    # MoCo v2 (+ Feature Transformation)
+    moco_momentum: float = 0.99  # key encoder EMA m (CIFAR demo 0.99, ImageNet 0.999)
+    queue_size: int = 4096
+    symmetric: bool = True  # both views act as queries (better at small scale)
+    split_bn: int = 8  # sub-batches of split batch-norm simulating shuffle-BN on one device (1 = plain BN)
+    ft_pos: bool = False  # positive extrapolation, lambda+ = 1 + Beta(a+, a+)
+    ft_neg: bool = False  # negative interpolation, lambda- ~ Beta(a-, a-)
+    ft_alpha_pos: float = 2.0
+    ft_alpha_neg: float = 1.6
+    # SwAV
+    prototypes: int | None = None  # K; None: 3 x the number of classes (ImageNet uses 3000)
+    swav_eps: float = 0.05
+    sinkhorn_iters: int = 3
+    small_crops: int | None = None  # multi-crop: 2 large views + this many small; None: 2 from 24 px up, else 0
+    freeze_prototypes_epochs: float = 1.0
+    # RotNet
+    feature_block: int | None = None  # backbone block whose pooled output the probes use (None: the last)
     # optimisation
     epochs: int = 30
     batch_size: int = 256
@@ -70,6 +87,17 @@ class TrainConfig:
         need(self.probe_size >= 0, "probe_size", ">= 0")
         need(self.eval_every >= 1, "eval_every", "an integer >= 1")
         need(self.proj_dim >= 2, "proj_dim", "an integer >= 2")
+        need(0 <= self.moco_momentum <= 1, "moco_momentum", "in [0, 1] (1 freezes the key encoder)")
+        need(self.queue_size >= 1, "queue_size", "an integer >= 1")
+        need(self.split_bn >= 1, "split_bn", "an integer >= 1 (1 = ordinary batch-norm)")
+        need(self.ft_alpha_pos > 0, "ft_alpha_pos", "> 0")
+        need(self.ft_alpha_neg > 0, "ft_alpha_neg", "> 0")
+        need(self.prototypes is None or self.prototypes >= 2, "prototypes", "an integer >= 2, or None (automatic)")
+        need(self.swav_eps > 0, "swav_eps", "> 0 (typical 0.03 to 0.05)")
+        need(self.sinkhorn_iters >= 1, "sinkhorn_iters", "an integer >= 1")
+        need(self.small_crops is None or self.small_crops >= 0, "small_crops", "an integer >= 0, or None")
+        need(self.freeze_prototypes_epochs >= 0, "freeze_prototypes_epochs", ">= 0")
+        need(self.feature_block is None or self.feature_block >= 1, "feature_block", "an integer >= 1, or None")
         need(self.image_size is None or self.image_size >= 4, "image_size", "an integer >= 4, or None")
         for name, choices in self.CHOICES.items():
             need(getattr(self, name) in choices, name, f"one of {', '.join(choices)}")

@@ -41,6 +41,10 @@ class LiveDiagnostics(Callback):
             else:
                 pos, neg = scores.in_batch_scores(out.z1, out.z2)
             s, h = scores.score_summary(pos, neg, self.bins)
+            for name, (p, n) in out.extra_scores.items():  # e.g. the scores after Feature Transformation
+                s2, h2 = scores.score_summary(p, n, self.bins)
+                s.update({f"{k}_{name}": v for k, v in s2.items()})
+                h.update({f"{k}_{name}": v for k, v in h2.items()})
             if out.z1 is not None:
                 z1, z2 = out.z1, out.z2
                 d = z1.shape[1]
@@ -117,11 +121,16 @@ class EpochEvaluation(Callback):
                 # k-means on the probe features: the cluster view for methods without clusters of their own
                 clusters = kmeans(probe.cpu().numpy(), b.num_classes or 10, seed=0)
                 arrays = dict(features=probe.cpu().half(), labels=b.test.labels[idx], index=idx, kmeans=clusters)
+                codes = trainer.method.assign(probe.to(trainer.device))
+                if codes is not None:  # the method's own clusters (SwAV prototypes, DEPICT)
+                    arrays["codes"] = codes.cpu().numpy()
                 if labelled:
                     labels = b.test.labels[idx]
                     arrays["knn_pred"] = pred[idx]
                     result["tolerance"] = geometry.tolerance(z, labels.to(z.device))
                     result.update(cluster_scores(labels.numpy(), clusters).as_dict("kmeans_"))
+                    if codes is not None:
+                        result.update(cluster_scores(labels.numpy(), arrays["codes"]).as_dict("cluster_"))
             trainer.pending["scalars"].update(result)
             if arrays:
                 trainer.writer.add_arrays(trainer.step, "embeddings", {"epoch": trainer.epochs_done, **result},

@@ -73,7 +73,7 @@ def build_method(cfg: TrainConfig, bundle: DatasetBundle, device: torch.device):
         backbone_name = "resnet18" if device.type == "cuda" and size >= 32 else "convnet"
     views = ContrastiveViews(ViewConfig(size=size, crop_scale=bundle.crop_scale), bundle.mean, bundle.std)
     backbone = build_backbone(backbone_name, bundle.channels)
-    method = METHODS[cfg.method](backbone, views, tau=cfg.tau, proj_dim=cfg.proj_dim)
+    method = METHODS[cfg.method].from_config(cfg, backbone, views, bundle)
     return method, backbone_name
 
 
@@ -88,8 +88,9 @@ class Trainer:
         self.bundle: DatasetBundle = load_dataset(config.dataset, config.data_root, config.download, config.image_size)
         if len(self.bundle.train) < 2:
             raise ConfigError(f"dataset {config.dataset!r} has {len(self.bundle.train)} training images; need >= 2")
-        torch.manual_seed(config.seed)
-        self.method, self.backbone_name = build_method(config, self.bundle, self.device)
+        with torch.random.fork_rng(devices=[]):  # seeded initial weights, without resetting the caller's RNG
+            torch.manual_seed(config.seed)
+            self.method, self.backbone_name = build_method(config, self.bundle, self.device)
         self.method.to(self.device)
         if self.device.type == "cuda":
             self.method.to(memory_format=torch.channels_last)
@@ -243,6 +244,8 @@ class Trainer:
             self.step += 1
             dt = time.perf_counter() - t0
             self.pending["scalars"].update(loss=loss, lr=lr, img_per_s=len(idx) / dt, **out.logs)
+            for message in out.warnings:
+                self.writer.event(self.step, message, "warning")
             self._call("on_step_end", out)
             self.flush()
             self.bar.set_postfix(epoch=f"{self.epoch + 1}/{self.cfg.epochs}", loss=f"{loss:.4f}",

@@ -28,6 +28,8 @@ class StepOutput:
     z2: torch.Tensor | None = None
     pos: torch.Tensor | None = None
     neg: torch.Tensor | None = None
+    extra_scores: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 class Method(nn.Module):
@@ -36,6 +38,16 @@ class Method(nn.Module):
     def __init__(self, backbone: nn.Module):
         super().__init__()
         self.backbone = backbone
+
+    @classmethod
+    def from_config(cls, cfg, backbone: nn.Module, views, bundle) -> "Method":
+        """Build the method from a :class:`~workbench.config.TrainConfig` (each method reads its own fields) and
+        the :class:`~workbench.data.DatasetBundle` it will train on."""
+        raise NotImplementedError
+
+    def assign(self, h: torch.Tensor) -> torch.Tensor | None:
+        """Cluster assignments of backbone features, for methods that have clusters of their own."""
+        return None
 
     def step(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:  # pragma: no cover
         raise NotImplementedError

@@ -22,11 +22,15 @@ from workbench.nn.heads import ProjectionMLP
 class SimCLR(Method):
     name = "simclr"
 
-    def __init__(self, backbone: nn.Module, views: ContrastiveViews, tau: float = 0.5, proj_dim: int = 128):
+    def __init__(self, backbone: nn.Module, views: ContrastiveViews, tau: float = 0.2, proj_dim: int = 128):
         super().__init__(backbone)
         self.views = views
         self.tau = tau
         self.projector = ProjectionMLP(backbone.out_dim, backbone.out_dim, proj_dim)
+
+    @classmethod
+    def from_config(cls, cfg, backbone, views, bundle):
+        return cls(backbone, views, tau=cfg.tau, proj_dim=cfg.proj_dim)
 
     @torch.no_grad()
     def embed(self, h: torch.Tensor) -> torch.Tensor:

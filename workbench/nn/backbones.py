@@ -57,3 +57,23 @@ def build_backbone(name: str, in_channels: int) -> nn.Module:
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
     return BACKBONES[name](in_channels=in_channels)
+
+
+def block_features(backbone: nn.Module, x: torch.Tensor, block: int) -> torch.Tensor:
+    """Globally average-pooled output of block ``block`` (1-based) of a backbone built here."""
+    if isinstance(backbone, SmallConvNet):
+        per_block = [i for i, m in enumerate(backbone.features) if isinstance(m, nn.ReLU)]
+        if not 1 <= block <= len(per_block):
+            raise ValueError(f"feature_block must be in 1..{len(per_block)} for this convnet, got {block}")
+        h = backbone.features[: per_block[block - 1] + 1](x)
+    elif isinstance(backbone, _ResNetTrunk):
+        net = backbone.net
+        stages = [net.layer1, net.layer2, net.layer3, net.layer4]
+        if not 1 <= block <= 4:
+            raise ValueError(f"feature_block must be in 1..4 for ResNet-18, got {block}")
+        h = net.relu(net.bn1(net.conv1(x)))
+        for stage in stages[:block]:
+            h = stage(h)
+    else:
+        raise ValueError(f"block features are not defined for {type(backbone).__name__}")
+    return h.mean(dim=(2, 3))

@@ -1,0 +1,98 @@
+"""MoCo v2: Momentum Contrast (He et al., 2020; Chen et al., 2020), with the Feature Transformation of Zhu et al.
+(2021) as options.
+
+A query encoder f_q (backbone + MLP head) and a key encoder f_k, its exponential moving average::
+
+    theta_k <- m theta_k + (1 - m) theta_q
+
+q = l2norm(f_q(x_q)) and k = l2norm(f_k(x_k)) (no gradient). The loss is InfoNCE against a queue of the K most
+recent keys at temperature tau: ``-log e^{q.k/tau} / (e^{q.k/tau} + sum_n e^{q.n/tau})``. Keys are enqueued after
+each step. Shuffle-BN is simulated on one device by split batch-norm and a shuffle of the key batch. The symmetric
+loss uses each view once as query and once as key. Feature Transformation (``ft_pos``, ``ft_neg``) makes positives
+harder by extrapolation and negatives more diverse by interpolation; both score sets, before and after, are logged.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workbench.losses.infonce import extrapolate_positives, info_nce, interpolate_negatives
+from workbench.methods.base import Method, StepOutput
+from workbench.nn.heads import ProjectionMLP
+from workbench.nn.momentum import FeatureQueue, momentum_copy, momentum_update
+from workbench.nn.splitbn import convert_split_bn
+
+
+class MoCo(Method):
+    name = "moco"
+
+    def __init__(self, backbone: nn.Module, views, tau: float = 0.2, proj_dim: int = 128, momentum: float = 0.99,
+                 queue_size: int = 4096, symmetric: bool = True, split_bn: int = 8, ft_pos: bool = False,
+                 ft_neg: bool = False, alpha_pos: float = 2.0, alpha_neg: float = 1.6):
+        super().__init__(backbone)
+        if split_bn > 1:
+            convert_split_bn(backbone, split_bn)
+        self.views, self.tau, self.m, self.symmetric = views, tau, momentum, symmetric
+        self.ft_pos, self.ft_neg, self.alpha_pos, self.alpha_neg = ft_pos, ft_neg, alpha_pos, alpha_neg
+        self.projector = ProjectionMLP(backbone.out_dim, backbone.out_dim, proj_dim)
+        self.key_backbone = momentum_copy(backbone)
+        self.key_projector = momentum_copy(self.projector)
+        self.queue = FeatureQueue(proj_dim, queue_size)
+
+    @classmethod
+    def from_config(cls, cfg, backbone, views, bundle):
+        return cls(backbone, views, tau=cfg.tau, proj_dim=cfg.proj_dim, momentum=cfg.moco_momentum,
+                   queue_size=cfg.queue_size, symmetric=cfg.symmetric, split_bn=cfg.split_bn, ft_pos=cfg.ft_pos,
+                   ft_neg=cfg.ft_neg, alpha_pos=cfg.ft_alpha_pos, alpha_neg=cfg.ft_alpha_neg)
+
+    def query(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.projector(self.backbone(x)).float(), dim=1)
+
+    @torch.no_grad()
+    def key(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Keys of a shuffled batch, un-shuffled: with split-BN a key's statistics come from other samples."""
+        perm = torch.randperm(len(x), generator=generator, device=generator.device).to(x.device)
+        k = F.normalize(self.key_projector(self.key_backbone(x[perm])).float(), dim=1)
+        return k[torch.argsort(perm)]
+
+    @torch.no_grad()
+    def embed(self, h: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.projector(h).float(), dim=1)
+
+    def _contrast(self, q, k, negatives, generator):
+        """InfoNCE of one query/key set; returns the loss, the scores before any Feature Transformation and, when a
+        transformation is on, the scores after it (what the loss actually saw)."""
+        q_t, k_t, n_t, lam = q, k, negatives, {}
+        if self.ft_pos:
+            q_t, k_t, lam["lambda_pos"] = extrapolate_positives(q, k, self.alpha_pos, generator)
+        if self.ft_neg:
+            n_t, lam["lambda_neg"] = interpolate_negatives(negatives, self.alpha_neg, generator)
+        loss, pos_t, neg_t = info_nce(q_t, k_t, n_t, self.tau)
+        moved = (pos_t.detach(), neg_t.detach())
+        if not lam:
+            return loss, moved, None, lam
+        with torch.no_grad():
+            raw = ((q * k).sum(1), q @ negatives.T)
+        return loss, raw, moved, lam
+
+    def step(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:
+        x1, x2 = self.views(images, n=2, g=generator)
+        momentum_update(self.backbone, self.key_backbone, self.m)
+        momentum_update(self.projector, self.key_projector, self.m)
+        negatives = self.queue.features().clone()
+        q1, k2 = self.query(x1), self.key(x2, generator)
+        loss, raw, moved, lam = self._contrast(q1, k2, negatives, generator)
+        keys = [k2]
+        if self.symmetric:
+            q2, k1 = self.query(x2), self.key(x1, generator)
+            loss2, raw2, moved2, _ = self._contrast(q2, k1, negatives, generator)
+            loss = (loss + loss2) / 2
+            raw = tuple(torch.cat(p) for p in zip(raw, raw2))
+            moved = tuple(torch.cat(p) for p in zip(moved, moved2)) if moved is not None else None
+            keys.append(k1)
+        self.queue.enqueue(torch.cat(keys))
+        out = StepOutput(loss=loss, logs=lam, z1=q1.detach(), z2=k2, pos=raw[0], neg=raw[1])
+        if moved is not None:
+            out.extra_scores["ft"] = moved
+        return out

@@ -1,0 +1,94 @@
+"""SwAV: Unsupervised Learning of Visual Features by Contrasting Cluster Assignments (Caron et al., 2020).
+
+Embeddings z = l2norm(MLP(f(x))) of 2 large and N small crops (multi-crop, each resolution one batched forward
+pass) are scored against K prototypes C (unit rows, re-normalised every step): ``s = z C^T``. The codes q of the two
+large crops come from Sinkhorn-Knopp (equal partition of the batch over the prototypes, no gradient), and each is
+predicted from every other crop::
+
+    L = mean over (i in large crops, v != i) of  - sum_k q_i,k log softmax(s_v / tau)_k
+
+The prototypes are frozen for the first iterations. A loss that sits at ln K means every prototype gets the same
+probability for every sample: collapse; the run's event log says so.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workbench.losses.swav import sinkhorn_knopp, swapped_prediction
+from workbench.methods.base import Method, StepOutput
+from workbench.nn.heads import ProjectionMLP
+
+
+class SwAV(Method):
+    name = "swav"
+
+    def __init__(self, backbone: nn.Module, views, tau: float = 0.1, proj_dim: int = 128, prototypes: int = 100,
+                 eps: float = 0.05, sinkhorn_iters: int = 3, small_crops: int = 2, freeze_prototypes_steps: int = 0):
+        super().__init__(backbone)
+        self.views, self.tau, self.eps, self.iters = views, tau, eps, sinkhorn_iters
+        self.small_crops, self.freeze_steps = small_crops, freeze_prototypes_steps
+        self.projector = ProjectionMLP(backbone.out_dim, backbone.out_dim, proj_dim)
+        self.prototypes = nn.Linear(proj_dim, prototypes, bias=False)
+        size = views.config.size
+        self.small_size = max(4, round(size * 0.57))  # 96 -> 224 in the paper; about 18 for 32 px
+        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+        self._near_ln_k = 0
+
+    @classmethod
+    def from_config(cls, cfg, backbone, views, bundle):
+        steps_per_epoch = len(bundle.train) // min(cfg.batch_size, len(bundle.train))
+        # small crops of tiny images are a few pixels of nothing: multi-crop only from 24 px up
+        small = cfg.small_crops if cfg.small_crops is not None else (2 if views.config.size >= 24 else 0)
+        return cls(backbone, views, tau=cfg.tau, proj_dim=cfg.proj_dim,
+                   prototypes=cfg.prototypes or 3 * max(1, bundle.num_classes or 10), eps=cfg.swav_eps,
+                   sinkhorn_iters=cfg.sinkhorn_iters, small_crops=small,
+                   freeze_prototypes_steps=round(cfg.freeze_prototypes_epochs * steps_per_epoch))
+
+    def embed_views(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.projector(self.backbone(x)).float(), dim=1)
+
+    @torch.no_grad()
+    def embed(self, h: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.projector(h).float(), dim=1)
+
+    @torch.no_grad()
+    def assign(self, h: torch.Tensor) -> torch.Tensor:
+        """The prototype each sample is closest to: SwAV's clusters."""
+        c = F.normalize(self.prototypes.weight.float(), dim=1)
+        return (self.embed(h) @ c.T).argmax(1)
+
+    def step(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:
+        with torch.no_grad():
+            self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
+        n = len(images)
+        large = torch.cat(self.views(images, n=2, g=generator))
+        z_large = self.embed_views(large)
+        z = [z_large[:n], z_large[n:]]
+        if self.small_crops:
+            small = torch.cat([self.views.view(images, generator, size=self.small_size, scale=(0.05, 0.4))
+                               for _ in range(self.small_crops)])
+            z += list(self.embed_views(small).split(n))
+        frozen = int(self.steps_done) < self.freeze_steps
+        c = self.prototypes.weight.detach() if frozen else self.prototypes.weight
+        scores = [zi @ c.float().T for zi in z]
+        losses = []
+        for i in (0, 1):
+            codes = sinkhorn_knopp(scores[i].detach(), self.eps, self.iters)
+            losses += [swapped_prediction(codes, scores[v], self.tau) for v in range(len(z)) if v != i]
+        loss = torch.stack(losses).mean()
+        self.steps_done += 1
+        k = c.shape[0]
+        with torch.no_grad():
+            used = torch.bincount(scores[0].argmax(1), minlength=k).gt(0).float().mean().item()
+        out = StepOutput(loss=loss, logs={"prototype_usage": used, "ln_k": math.log(k)},
+                         z1=z[0].detach(), z2=z[1].detach())
+        self._near_ln_k = self._near_ln_k + 1 if abs(loss.item() - math.log(k)) < 0.01 * math.log(k) else 0
+        if self._near_ln_k == 50:
+            out.warnings.append(f"SwAV loss has stayed at ln K = {math.log(k):.3f} for 50 steps: every prototype "
+                                "gets the same probability (collapse). Try a smaller swav_eps, a larger tau or "
+                                "fewer prototypes, and check that the batch is larger than K.")
+        return out

@@ -1,0 +1,43 @@
+"""Split batch normalisation: simulates MoCo's shuffle-BN on one device (the MoCo CIFAR demo).
+
+Batch statistics are computed over ``num_splits`` independent sub-batches, as if each were on its own GPU, so a
+query and its key (in different sub-batches after the key shuffle) cannot share statistics that leak which
+sample is the positive. Running statistics are averaged over the splits; evaluation uses them as usual.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SplitBatchNorm(nn.BatchNorm2d):
+    def __init__(self, num_features: int, num_splits: int, **kw):
+        super().__init__(num_features, **kw)
+        self.num_splits = num_splits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        if not self.training or n % self.num_splits:
+            return super().forward(x)
+        s = self.num_splits
+        mean_split = self.running_mean.repeat(s)
+        var_split = self.running_var.repeat(s)
+        out = F.batch_norm(x.reshape(-1, c * s, h, w), mean_split, var_split, self.weight.repeat(s),
+                           self.bias.repeat(s), True, self.momentum, self.eps).view(n, c, h, w)
+        self.running_mean.copy_(mean_split.view(s, c).mean(0))
+        self.running_var.copy_(var_split.view(s, c).mean(0))
+        return out
+
+
+def convert_split_bn(module: nn.Module, num_splits: int) -> nn.Module:
+    """Replace every BatchNorm2d in ``module`` by a :class:`SplitBatchNorm` with the same parameters."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d) and not isinstance(child, SplitBatchNorm):
+            new = SplitBatchNorm(child.num_features, num_splits, eps=child.eps, momentum=child.momentum,
+                                 affine=child.affine)
+            new.load_state_dict(child.state_dict())
+            setattr(module, name, new)
+        else:
+            convert_split_bn(child, num_splits)
+    return module
