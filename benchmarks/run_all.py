@@ -1,8 +1,8 @@
-"""Run the three benchmarks in sequence, each in its own process, and print their Markdown tables.
+"""Run the benchmarks in sequence, each in its own process, and print their Markdown tables.
 
 Quick settings (about 6 minutes on 2 idle CPU cores); ``--full`` uses each script's own, longer defaults.
 
-    python benchmarks/run_all.py [--full] [--only augment,simclr,diagnostics]
+    python benchmarks/run_all.py [--full] [--only augment,simclr,diagnostics,app]
     make bench
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ BENCHMARKS = {
     "augment": ("augment.py", ["--reps", "10"]),
     "simclr": ("simclr_vs_lightly.py", ["--subset", "10000", "--epochs", "3", "--breakdown-reps", "3"]),
     "diagnostics": ("diagnostics_overhead.py", ["--cycles-digits", "20", "--cycles-fashion", "6"]),
+    "app": ("app_refresh.py", ["--reps", "2"]),
 }
 
 
