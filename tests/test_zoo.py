@@ -178,3 +178,49 @@ def test_rotnet_learns_rotations_and_features(quick):
     init, trained, last = _learning(quick, "rotnet", feature_block=3)
     assert last["rotation_acc"] > 0.6  # chance is 0.25
     assert trained > init
+
+
+def test_depict_target_matches_its_formula_and_balances_clusters():
+    from workbench.methods.depict import depict_target
+
+    p = torch.softmax(torch.randn(50, 4, generator=torch.Generator().manual_seed(0)) * 2, 1).double()
+    q = depict_target(p, "paper")
+    for i in range(50):
+        raw = [float(p[i, k]) / math.sqrt(float(p[:, k].sum())) for k in range(4)]
+        assert q[i].tolist() == pytest.approx([r / sum(raw) for r in raw])
+    dec = depict_target(p, "dec")
+    assert dec[0].tolist() == pytest.approx((p[0] ** 2 / p.sum(0) / (p[0] ** 2 / p.sum(0)).sum()).tolist())
+    # a dominant cluster is discounted: with one cluster holding most mass, the target shrinks its share
+    skewed = torch.tensor([[0.6, 0.4]] * 9 + [[0.4, 0.6]], dtype=torch.float64)
+    assert depict_target(skewed)[:, 0].mean() < skewed[:, 0].mean()
+
+
+def test_gsimclr_batches_never_hold_two_images_of_one_pseudo_cluster():
+    from workbench.methods.gsimclr import one_per_cluster_batches
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 16, (500,), generator=g)
+    labels[:16] = torch.arange(16)  # every cluster non-empty, sizes unequal
+    batches = one_per_cluster_batches(labels, steps=40, generator=g)
+    assert batches.shape == (40, 16)
+    for b in batches:
+        assert sorted(labels[b].tolist()) == list(range(16))  # exactly one per cluster
+    assert len(set(batches.flatten().tolist())) > 300  # and not the same images every time
+
+
+@pytest.mark.slow
+def test_gsimclr_learns(quick):
+    init, trained, _ = _learning(quick, "gsimclr")
+    assert trained >= init + 0.02
+
+
+@pytest.mark.slow
+def test_depict_clusters_digits(quick):
+    r = workbench.train(quick(method="depict", run_name="depict", epochs=30, batch_size=256, probe_size=300))
+    with RunReader(r.run_dir) as rd:
+        kmeans_at_init = rd.scalar("kmeans_acc").iloc[0]
+        acc, nmi = rd.scalar("cluster_acc"), rd.scalar("cluster_nmi")
+    print(f"\nDEPICT on digits, 30 epochs: k-means ACC on random-init features {kmeans_at_init:.4f}; DEPICT ACC "
+          f"{acc.iloc[-1]:.4f}, NMI {nmi.iloc[-1]:.4f}")
+    assert acc.iloc[-1] >= kmeans_at_init + 0.1
+    assert nmi.iloc[-1] > 0.5

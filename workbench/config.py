@@ -38,6 +38,9 @@ class TrainConfig:
     sinkhorn_iters: int = 3
     small_crops: int | None = None  # multi-crop: 2 large views + this many small; None: 2 from 24 px up, else 0
     freeze_prototypes_epochs: float = 1.0
+    # DEPICT (and the autoencoder stage of G-SimCLR)
+    n_clusters: int | None = None  # None: the number of classes
+    pretrain_epochs: float = 5.0  # autoencoder (reconstruction only) before the clustering objective
     # RotNet
     feature_block: int | None = None  # backbone block whose pooled output the probes use (None: the last)
     # optimisation
@@ -97,6 +100,8 @@ class TrainConfig:
         need(self.sinkhorn_iters >= 1, "sinkhorn_iters", "an integer >= 1")
         need(self.small_crops is None or self.small_crops >= 0, "small_crops", "an integer >= 0, or None")
         need(self.freeze_prototypes_epochs >= 0, "freeze_prototypes_epochs", ">= 0")
+        need(self.n_clusters is None or self.n_clusters >= 2, "n_clusters", "an integer >= 2, or None")
+        need(self.pretrain_epochs >= 0, "pretrain_epochs", ">= 0")
         need(self.feature_block is None or self.feature_block >= 1, "feature_block", "an integer >= 1, or None")
         need(self.image_size is None or self.image_size >= 4, "image_size", "an integer >= 4, or None")
         for name, choices in self.CHOICES.items():

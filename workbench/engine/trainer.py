@@ -220,7 +220,11 @@ class Trainer:
 
     def _train_epoch(self) -> None:
         n, bs = len(self.bundle.train), self.batch_size
-        order = torch.randperm(n, generator=self.order_gen)[: self.steps_per_epoch * bs].view(-1, bs)
+        order = None
+        if hasattr(self.method, "batch_order"):  # methods that choose their batches (G-SimCLR)
+            order = self.method.batch_order(self.steps_per_epoch, bs, self.order_gen)
+        if order is None:
+            order = torch.randperm(n, generator=self.order_gen)[: self.steps_per_epoch * bs].view(-1, bs)
         for idx in order:
             if self.stop_event.is_set():
                 raise StopRequested()
