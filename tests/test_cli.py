@@ -79,3 +79,17 @@ def test_sigterm_stops_cleanly_and_the_run_says_stopped(runs_dir):
     with RunReader(runs_dir / "term") as r:
         st = r.status()
         assert st.state == "stopped" and "stopped by the user" in st.error
+
+
+def test_launch_command_round_trips_every_config_field():
+    """The app starts runs through `workbench train ...`: the command line must carry every non-default field."""
+    from workbench import TrainConfig
+    from workbench.cli import _config_from_args, build_parser
+    from workbench.engine.launch import train_command
+
+    cfg = TrainConfig(method="moco", dataset="digits", epochs=7, tau=0.1, ft_pos=True, ft_neg=True, queue_size=512,
+                      moco_momentum=0.9, amp=False, prototypes=12, feature_block=2, lr=0.01, run_name="x",
+                      download=True, symmetric=False)
+    argv = train_command(cfg)[3:]  # drop "python -m workbench"
+    assert argv[0] == "train"
+    assert _config_from_args(build_parser().parse_args(argv)) == cfg

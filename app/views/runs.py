@@ -59,6 +59,18 @@ with st.form("new_run"):
     device = c10.selectbox("device", ["auto", "cpu", "cuda", "mps"])
     run_name = c11.text_input("run name (optional)", "")
     download = st.checkbox("allow downloading the dataset (needs internet)", value=False)
+    with st.expander("method options (used by the method they belong to)"):
+        m1, m2, m3, m4 = st.columns(4)
+        moco_momentum = m1.number_input("MoCo momentum m", 0.0, 1.0, defaults.moco_momentum, format="%.4f")
+        queue_size = m2.number_input("MoCo queue size", 1, 1_000_000, defaults.queue_size)
+        ft_pos = m3.checkbox("MoCo: positive extrapolation (FT)")
+        ft_neg = m4.checkbox("MoCo: negative interpolation (FT)")
+        m5, m6, m7, m8 = st.columns(4)
+        prototypes = m5.number_input("SwAV prototypes (0 = 3 x classes)", 0, 100_000, 0)
+        swav_eps = m6.number_input("SwAV Sinkhorn eps", 0.001, 1.0, defaults.swav_eps, format="%.3f")
+        pretrain_epochs = m7.number_input("DEPICT / G-SimCLR autoencoder epochs", 0.0, 1000.0,
+                                          defaults.pretrain_epochs)
+        feature_block = m8.number_input("RotNet feature block (0 = last)", 0, 4, 0)
     submitted = st.form_submit_button("Start training")
 
 if submitted:
@@ -66,7 +78,10 @@ if submitted:
     try:
         cfg = TrainConfig(method=method, dataset=name, epochs=int(epochs), batch_size=int(batch_size), tau=float(tau),
                           lr=float(lr) or None, optimizer=optimizer, log_every=int(log_every), device=device,
-                          run_name=run_name.strip() or None, runs_dir=runs_dir(), download=download)
+                          run_name=run_name.strip() or None, runs_dir=runs_dir(), download=download,
+                          moco_momentum=float(moco_momentum), queue_size=int(queue_size), ft_pos=ft_pos,
+                          ft_neg=ft_neg, prototypes=int(prototypes) or None, swav_eps=float(swav_eps),
+                          pretrain_epochs=float(pretrain_epochs), feature_block=int(feature_block) or None)
         if cfg.run_name and (Path(cfg.runs_dir) / cfg.run_name).exists():
             raise ConfigError(f"run name {cfg.run_name!r} is taken: choose another")
         if not download:

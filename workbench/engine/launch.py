@@ -25,8 +25,8 @@ def train_command(config: TrainConfig) -> list[str]:
         if value == getattr(defaults, key) or value is None:
             continue
         flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            cmd += [flag] if key in ("download", "resume") else [flag, str(value).lower()]
+        if isinstance(value, bool):  # the CLI's rule: a switch for False defaults, --flag true/false otherwise
+            cmd += [flag] if getattr(defaults, key) is False else [flag, str(value).lower()]
         else:
             cmd += [flag, str(value)]
     return cmd
