@@ -86,6 +86,7 @@ def _interrupt_on_sigterm() -> None:
 
 def cmd_train(args) -> int:
     from workbench.data.registry import DatasetUnavailable
+    from workbench.engine import distributed
     from workbench.engine.trainer import NonFiniteLoss, Trainer
 
     try:
@@ -102,6 +103,8 @@ def cmd_train(args) -> int:
     except NonFiniteLoss as e:
         print(f"workbench train: {e}", file=sys.stderr)
         return 3
+    finally:
+        distributed.shutdown()
     m = result.metrics
     print(f"{result.status}: step {result.step}, epoch {result.epochs_done}, loss {m.get('loss', float('nan')):.4f}, "
           f"kNN accuracy {m.get('knn_acc', float('nan')):.4f}  ->  {result.run_dir}")

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from workbench.config import ConfigError, TrainConfig
 from workbench.data.registry import DatasetBundle, load_dataset
 from workbench.data.views import ContrastiveViews, ViewConfig
+from workbench.engine import distributed
 from workbench.engine.callbacks import Callback, EpochEvaluation, LiveDiagnostics
 from workbench.engine.device import autocast, needs_grad_scaler, resolve_device
 from workbench.engine.optim import build_optimizer, build_scheduler
@@ -24,6 +25,13 @@ from workbench.runs.store import DB_NAME, RunWriter
 
 CHECKPOINT = "checkpoints/last.pt"
 ON_DEVICE_MAX_BYTES = 2 << 30  # datasets up to 2 GiB live on the training device; larger ones stream per batch
+
+
+class NullWriter:
+    """Stands in for the run store on ranks other than 0: every write is dropped."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
 
 
 class NonFiniteLoss(RuntimeError):
@@ -83,8 +91,16 @@ class Trainer:
         config.validate()
         self.cfg = config
         self.stop_event = stop_event or threading.Event()
+        self.dist = distributed.from_environment()  # torchrun: this process's rank in the group
+        if self.dist.enabled and config.batch_size % self.dist.world_size:
+            raise ConfigError(f"batch_size={config.batch_size} must be divisible by the {self.dist.world_size} "
+                              "processes (it is the global batch)")
         self.device = resolve_device(config.device)
-        self.run_dir = run_dir or resolve_run_dir(config)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        # rank 0 names (and claims) the run directory; the others use the same one
+        self.run_dir = distributed.broadcast_object(run_dir or (resolve_run_dir(config) if self.dist.is_main
+                                                                else None))
         self.bundle: DatasetBundle = load_dataset(config.dataset, config.data_root, config.download, config.image_size)
         if len(self.bundle.train) < 2:
             raise ConfigError(f"dataset {config.dataset!r} has {len(self.bundle.train)} training images; need >= 2")
@@ -101,10 +117,19 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, total, round(config.warmup_epochs * self.steps_per_epoch))
         self.scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.device, config.amp))
         self.order_gen = torch.Generator().manual_seed(config.seed)
-        self.aug_gen = torch.Generator(device=self.device).manual_seed(config.seed + 1)
+        self.aug_gen = torch.Generator(device=self.device).manual_seed(config.seed + 1 + 1000 * self.dist.rank)
         self.callbacks = [LiveDiagnostics(config.log_every, config.hist_bins),
                           EpochEvaluation(config.eval_every, config.knn_k, config.knn_t, config.probe_size)]
         self.callbacks += list(callbacks or [])
+        if not self.dist.is_main:
+            self.callbacks = []  # diagnostics, evaluation and the run store belong to rank 0
+        self.model = self.method  # what the loop calls: the method, or DDP around it
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.model = DistributedDataParallel(self.method, device_ids=[self.device.index]
+                                                 if self.device.type == "cuda" else None,
+                                                 find_unused_parameters=True)
         self.step = 0
         self.epoch = 0
         self.epochs_done = 0
@@ -125,7 +150,7 @@ class Trainer:
 
     def flush(self) -> None:
         """Write what the step's callbacks collected, in one transaction."""
-        if self.pending["scalars"] or self.pending["histograms"]:
+        if self.dist.is_main and (self.pending["scalars"] or self.pending["histograms"]):
             self.writer.log(self.step, self.pending["scalars"], self.pending["histograms"])
         self.pending = {"scalars": {}, "histograms": {}}
 
@@ -135,6 +160,8 @@ class Trainer:
         return self.run_dir / CHECKPOINT
 
     def save_checkpoint(self) -> None:
+        if not self.dist.is_main:
+            return
         state = {
             "model": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
@@ -175,7 +202,9 @@ class Trainer:
                 "backbone": self.backbone_name, "steps_per_epoch": self.steps_per_epoch,
                 "total_steps": self.steps_per_epoch * cfg.epochs, "epoch": self.epochs_done,
                 "classes": self.bundle.classes, "dataset_source": self.bundle.source}
-        self.writer = RunWriter(self.run_dir, meta)
+        if self.dist.enabled:
+            meta["world_size"] = self.dist.world_size
+        self.writer = RunWriter(self.run_dir, meta) if self.dist.is_main else NullWriter()
         if cfg.resume:
             self.writer.event(self.step, f"resumed from the checkpoint at step {self.step} "
                                          f"(epoch {self.epochs_done})")
@@ -184,7 +213,8 @@ class Trainer:
             self._call("on_fit_start")
             self.flush()
             self.method.train()
-            self.bar = tqdm(total=self.steps_per_epoch * cfg.epochs, initial=self.step, disable=not cfg.progress,
+            self.bar = tqdm(total=self.steps_per_epoch * cfg.epochs, initial=self.step,
+                            disable=not cfg.progress or not self.dist.is_main,
                             unit="step", dynamic_ncols=True, desc=f"{cfg.method} on {cfg.dataset}")
             for self.epoch in range(self.epochs_done, cfg.epochs):
                 self._train_epoch()
@@ -209,8 +239,8 @@ class Trainer:
                 self.bar.close()
             self._call("on_fit_end", status)
             self.writer.close(status, error)
-        with_metrics = self._last_metrics()
-        return TrainResult(self.run_dir, status, self.step, self.epochs_done, with_metrics)
+        metrics = self._last_metrics() if self.dist.is_main else {}
+        return TrainResult(self.run_dir, status, self.step, self.epochs_done, metrics)
 
     def _last_metrics(self) -> dict:
         from workbench.runs.store import RunReader
@@ -229,11 +259,12 @@ class Trainer:
             if self.stop_event.is_set():
                 raise StopRequested()
             t0 = time.perf_counter()
-            images = self.train_images[idx.to(self.train_images.device)].to(self.device, non_blocking=True)
+            local = idx[self.dist.rank::self.dist.world_size]  # this process's share of the global batch
+            images = self.train_images[local.to(self.train_images.device)].to(self.device, non_blocking=True)
             with autocast(self.device, self.cfg.amp):
-                out = self.method.step(images, self.aug_gen)
+                out = self.model(images, self.aug_gen)
             loss = out.loss.item()
-            if not math.isfinite(loss):
+            if distributed.any_true(not math.isfinite(loss), self.device):
                 ckpt = (f"the last good checkpoint is {self.checkpoint_path} (epoch {self.epochs_done})"
                         if self.checkpoint_path.exists() else "no checkpoint was saved yet (none completed an epoch)")
                 raise NonFiniteLoss(f"loss became {loss} at step {self.step + 1} (epoch {self.epoch + 1}); "

@@ -17,19 +17,32 @@ from torch import nn
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.5, normalize: bool = True) -> torch.Tensor:
-    """NT-Xent of two views ``z1, z2`` of shape ``(N, d)``; N may be 1 (then the only candidate is the positive)."""
+    """NT-Xent of two views ``z1, z2`` of shape ``(N, d)``; N may be 1 (then the only candidate is the positive).
+
+    Under ``torchrun`` the other processes' views are gathered (with gradients) and serve as negatives too: the
+    loss of this process's 2N anchors against the 2NW views of the global batch. Averaged over processes (as DDP
+    averages gradients) it equals the single-process loss of the global batch.
+    """
+    from workbench.engine import distributed as dist
+
     if z1.shape != z2.shape or z1.ndim != 2:
         raise ValueError(f"z1 and z2 must both be (N, d), got {tuple(z1.shape)} and {tuple(z2.shape)}")
     if tau <= 0:
         raise ValueError(f"temperature tau must be > 0, got {tau}")
-    n = z1.shape[0]
-    z = torch.cat([z1, z2]).float()  # fp32 logits: exp(s / tau) with tau = 0.01 does not fit fp16
+    z1, z2 = z1.float(), z2.float()  # fp32 logits: exp(s / tau) with tau = 0.01 does not fit fp16
     if normalize:
-        z = F.normalize(z, dim=1, eps=1e-6)
-    self_pair = torch.eye(2 * n, dtype=torch.bool, device=z.device)
-    logits = (z @ z.T / tau).masked_fill(self_pair, float("-inf"))  # the sum runs over k != i
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
-    return F.cross_entropy(logits, target)
+        z1, z2 = F.normalize(z1, dim=1, eps=1e-6), F.normalize(z2, dim=1, eps=1e-6)
+    n = z1.shape[0]
+    g1, g2 = dist.gather_with_grad(z1), dist.gather_with_grad(z2)  # (NW, d); this process's rows at offset
+    total, offset = g1.shape[0], dist.rank() * n
+    anchors = torch.cat([z1, z2])  # (2N, d)
+    candidates = torch.cat([g1, g2])  # (2NW, d)
+    local = torch.arange(n, device=z1.device) + offset
+    own = torch.cat([local, local + total])  # where each anchor sits among the candidates
+    partner = torch.cat([local + total, local])
+    logits = anchors @ candidates.T / tau
+    logits[torch.arange(2 * n, device=z1.device), own] = float("-inf")  # the sum runs over k != i
+    return F.cross_entropy(logits, partner)
 
 
 class NTXentLoss(nn.Module):

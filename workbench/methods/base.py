@@ -52,6 +52,10 @@ class Method(nn.Module):
     def step(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:  # pragma: no cover
         raise NotImplementedError
 
+    def forward(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:
+        """One training step's forward pass (so DistributedDataParallel can wrap a method)."""
+        return self.step(images, generator)
+
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone features h of already-normalised images (used by the kNN probe and snapshots)."""

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workbench.engine import distributed
 from workbench.losses.swav import sinkhorn_knopp, swapped_prediction
 from workbench.methods.base import Method, StepOutput
 from workbench.nn.heads import ProjectionMLP
@@ -77,7 +78,7 @@ class SwAV(Method):
         scores = [zi @ c.float().T for zi in z]
         losses = []
         for i in (0, 1):
-            codes = sinkhorn_knopp(scores[i].detach(), self.eps, self.iters)
+            codes = sinkhorn_knopp(scores[i].detach(), self.eps, self.iters, distributed=distributed.active())
             losses += [swapped_prediction(codes, scores[v], self.tau) for v in range(len(z)) if v != i]
         loss = torch.stack(losses).mean()
         self.steps_done += 1

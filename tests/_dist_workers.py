@@ -1,0 +1,40 @@
+"""Worker script for the multi-process tests, run by torchrun (`python -m torch.distributed.run`):
+
+    torchrun --nproc_per_node 2 tests/_dist_workers.py CASE DIR
+
+reads DIR/inputs.pt, computes this rank's share and writes DIR/rank<r>.pt.
+"""
+import sys
+
+import torch
+import torch.distributed as dist
+
+
+def ntxent(rank, world, inputs):
+    from workbench.losses import nt_xent
+
+    n = len(inputs["z1"]) // world
+    a = inputs["z1"][rank * n:(rank + 1) * n].clone().requires_grad_()
+    b = inputs["z2"][rank * n:(rank + 1) * n].clone().requires_grad_()
+    loss = nt_xent(a, b, inputs["tau"])
+    loss.backward()
+    return {"loss": loss.detach(), "ga": a.grad, "gb": b.grad}
+
+
+def sinkhorn(rank, world, inputs):
+    from workbench.losses.swav import sinkhorn_knopp
+
+    n = len(inputs["scores"]) // world
+    return {"codes": sinkhorn_knopp(inputs["scores"][rank * n:(rank + 1) * n], eps=0.05, iters=3, distributed=True)}
+
+
+if __name__ == "__main__":
+    case, out = sys.argv[1], sys.argv[2]
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    inputs = torch.load(f"{out}/inputs.pt", weights_only=True)
+    result = {"ntxent": ntxent, "sinkhorn": sinkhorn}[case](rank, world, inputs)
+    torch.save(result, f"{out}/rank{rank}.pt")
+    dist.barrier()  # every rank's collectives (incl. the backward of the gather) are done before teardown
+    dist.destroy_process_group()

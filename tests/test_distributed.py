@@ -1,0 +1,78 @@
+"""Multi-process training on the CPU with the gloo backend: the losses see the global batch, with the gradients of
+one process on the full batch; and `torchrun` runs the whole engine with only rank 0 writing the run store."""
+import os
+import socket
+import subprocess
+import sys
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from workbench.losses import nt_xent
+from workbench.losses.swav import sinkhorn_knopp
+from workbench.runs import RunReader
+
+WORLD = 2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+WORKERS = Path(__file__).resolve().parent / "_dist_workers.py"
+
+
+def torchrun(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD),
+                        "--master_port", str(free_port()), *args], capture_output=True, text=True, timeout=timeout,
+                       env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return p
+
+
+def run_case(case: str, out: Path, **inputs) -> list[dict]:
+    torch.save(inputs, out / "inputs.pt")
+    torchrun([str(WORKERS), case, str(out)], timeout=300)
+    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+
+
+def test_nt_xent_on_two_processes_equals_one_process_on_the_full_batch(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)
+    parts = run_case("ntxent", tmp_path, z1=z1, z2=z2, tau=0.3)
+    a, b = z1.clone().requires_grad_(), z2.clone().requires_grad_()
+    full = nt_xent(a, b, 0.3)
+    full.backward()
+    # DDP averages over processes: the mean of the local losses and of the gradients is the full-batch value
+    assert torch.stack([p["loss"] for p in parts]).mean().item() == pytest.approx(full.item(), rel=1e-5)
+    ga = torch.cat([p["ga"] for p in parts]) / WORLD
+    gb = torch.cat([p["gb"] for p in parts]) / WORLD
+    torch.testing.assert_close(ga, a.grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(gb, b.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_sinkhorn_on_two_processes_equals_one_process(tmp_path):
+    scores = torch.nn.functional.normalize(torch.randn(12, 8, generator=torch.Generator().manual_seed(1)), dim=1)
+    scores = scores @ torch.nn.functional.normalize(torch.randn(5, 8, generator=torch.Generator().manual_seed(2)),
+                                                    dim=1).T
+    codes = torch.cat([p["codes"] for p in run_case("sinkhorn", tmp_path, scores=scores)])
+    torch.testing.assert_close(codes, sinkhorn_knopp(scores, eps=0.05, iters=3), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco", "swav"])
+def test_torchrun_trains_with_rank_zero_writing_the_store(tmp_path, method):
+    runs = tmp_path / "runs"
+    p = torchrun(["-m", "workbench", "train", "--method", method, "--epochs", "2", "--batch-size", "128", "--device",
+                  "cpu", "--runs-dir", str(runs), "--run-name", "ddp", "--progress", "false", "--probe-size", "100",
+                  "--queue-size", "512"])
+    assert [d.name for d in runs.iterdir()] == ["ddp"]  # one run, not one per process
+    with RunReader(runs / "ddp") as r:
+        assert r.status().state == "finished" and r.meta["world_size"] == WORLD
+        assert r.scalar("loss").index.tolist() == list(range(1, 2 * (1437 // 128) + 1))
+        assert r.scalar("knn_acc").notna().all()
+    assert p.stdout.count("finished: step 22") == WORLD  # each rank reports; only rank 0 wrote

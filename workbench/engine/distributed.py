@@ -1,0 +1,101 @@
+"""Multi-GPU (or multi-process CPU) training with PyTorch DistributedDataParallel, launched by ``torchrun``.
+
+    torchrun --nproc_per_node 4 -m workbench train --method simclr --dataset cifar10 --batch-size 512
+
+``--batch-size`` is the global batch; each of the W processes takes every W-th image of it. Losses that compare
+samples across the batch see the whole global batch: NT-Xent gathers the embeddings of every process with a
+gather that passes gradients back (``torch.distributed.nn.functional.all_gather``; a plain ``all_gather`` would
+silently drop the gradient of the other processes' negatives), MoCo enqueues the keys of every process, and SwAV's
+Sinkhorn sums over the global batch. Only rank 0 writes the run store, checkpoints and progress bar.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def from_environment() -> DistInfo:
+    """Join the process group that ``torchrun`` describes in the environment (a no-op for a single process)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"
+        dist.init_process_group(backend)
+    info = DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(info.local_rank)
+    return info
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenation over processes (rank order) of ``x``; gradients flow back to every process's ``x``."""
+    if not active():
+        return x
+    import warnings
+
+    from torch.distributed.nn.functional import all_gather
+
+    with warnings.catch_warnings():  # its deprecation points to a private API; this one is public and correct
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.cat(all_gather(x.contiguous()))
+
+
+@torch.no_grad()
+def gather(x: torch.Tensor) -> torch.Tensor:
+    """Concatenation over processes of ``x``, without gradient (MoCo's keys for the queue)."""
+    if not active():
+        return x
+    out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(out, x.contiguous())
+    return torch.cat(out)
+
+
+def rank() -> int:
+    return dist.get_rank() if active() else 0
+
+
+def broadcast_object(obj, src: int = 0):
+    if not active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def any_true(flag: bool, device: torch.device) -> bool:
+    """True on every process when ``flag`` is true on any (so all stop together on a NaN)."""
+    if not active():
+        return flag
+    t = torch.tensor(float(flag), device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def shutdown() -> None:
+    """Leave the process group cleanly (after a barrier, so no collective is still in flight)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
