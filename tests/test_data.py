@@ -116,3 +116,12 @@ def test_folder_errors(tmp_path):
         load_dataset(f"folder:{tmp_path / 'missing'}")
     with pytest.raises(DatasetUnavailable, match="found 0 images"):
         load_dataset(f"folder:{tmp_path}")
+
+
+def test_train_subset_keeps_normalisation_and_uses_the_subset_as_knn_bank():
+    b = load_dataset("digits")
+    sub = b.with_train_subset(300, seed=1)
+    assert len(sub.train) == 300 and sub.memory is sub.train and len(sub.test) == len(b.test)
+    assert sub.mean == b.mean and sub.std == b.std
+    again = b.with_train_subset(300, seed=1)
+    assert torch.equal(sub.train.images, again.train.images)

@@ -19,6 +19,7 @@ class TrainConfig:
     data_root: str = "data"
     download: bool = False
     image_size: int | None = None  # None: the dataset's own size
+    subset: int | None = None  # train on this many images (a seeded random subset; the kNN bank uses it too)
     backbone: str = "auto"  # auto: resnet18 on CUDA for >= 32 px, else the small convnet
     proj_dim: int = 128
     # contrastive temperature (SimCLR NT-Xent, MoCo InfoNCE, SwAV softmax)
@@ -104,6 +105,7 @@ class TrainConfig:
         need(self.pretrain_epochs >= 0, "pretrain_epochs", ">= 0")
         need(self.feature_block is None or self.feature_block >= 1, "feature_block", "an integer >= 1, or None")
         need(self.image_size is None or self.image_size >= 4, "image_size", "an integer >= 4, or None")
+        need(self.subset is None or self.subset >= 2, "subset", "an integer >= 2, or None for the whole split")
         for name, choices in self.CHOICES.items():
             need(getattr(self, name) in choices, name, f"one of {', '.join(choices)}")
         from workbench.methods import METHODS

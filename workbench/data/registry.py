@@ -83,6 +83,15 @@ class DatasetBundle:
             self.mean = tuple(x.mean(dim=(0, 2, 3)).tolist())
             self.std = tuple(x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())
 
+    def with_train_subset(self, n: int, seed: int = 0) -> "DatasetBundle":
+        """The same dataset training on a seeded random ``n`` of its images (normalisation statistics unchanged;
+        the kNN memory bank becomes the subset when it was the training split)."""
+        index = torch.randperm(len(self.train), generator=torch.Generator().manual_seed(seed))[:n]
+        train = self.train.subset(index)
+        memory = train if self.memory is self.train else self.memory
+        return DatasetBundle(self.name, train, self.test, memory, self.classes, self.mean, self.std,
+                             self.crop_scale, f"{self.source} (subset of {n})")
+
     @property
     def channels(self) -> int:
         return self.train.images.shape[1]

@@ -102,6 +102,8 @@ class Trainer:
         self.run_dir = distributed.broadcast_object(run_dir or (resolve_run_dir(config) if self.dist.is_main
                                                                 else None))
         self.bundle: DatasetBundle = load_dataset(config.dataset, config.data_root, config.download, config.image_size)
+        if config.subset and config.subset < len(self.bundle.train):
+            self.bundle = self.bundle.with_train_subset(config.subset, seed=config.seed)
         if len(self.bundle.train) < 2:
             raise ConfigError(f"dataset {config.dataset!r} has {len(self.bundle.train)} training images; need >= 2")
         with torch.random.fork_rng(devices=[]):  # seeded initial weights, without resetting the caller's RNG
