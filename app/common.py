@@ -92,3 +92,17 @@ def status_line(reader: RunReader) -> None:
                    f"{reader.name}`.")
     elif status.state == "stopped":
         st.info(f"Stopped at step {status.step}; continue with `workbench train --resume --run-name {reader.name}`.")
+
+
+def snapshots(name: str):
+    """``(snapshot index frame, class names)`` of a run's embedding snapshots, or ``None`` after saying why not."""
+    reader = open_reader(name)
+    if reader is None:
+        return None
+    with reader:
+        snaps = reader.artifacts("embeddings")
+        classes = reader.meta.get("classes") or []
+    if snaps.empty:
+        st.info("No embedding snapshot yet: the first is taken before training starts.")
+        return None
+    return snaps, classes

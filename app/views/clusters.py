@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 import charts
-from common import REFRESH, follower, open_reader, pick_run, runs_dir
+from common import REFRESH, snapshots, follower, open_reader, pick_run, runs_dir
 from layouts import load_snapshot, upscale
 from workbench.data import image_grid
 from workbench.diagnostics.clustering import cluster_scores, matched_confusion, occupancy
@@ -24,15 +24,10 @@ SOURCES = {"codes": "the method's own assignments", "kmeans": "k-means on the fe
 
 @st.fragment(run_every=REFRESH)
 def show(name: str) -> None:
-    reader = open_reader(name)
-    if reader is None:
+    found = snapshots(name)
+    if found is None:
         return
-    with reader:
-        snaps = reader.artifacts("embeddings")
-        classes = reader.meta.get("classes") or []
-    if snaps.empty:
-        st.info("No snapshot yet: the first is taken before training starts.")
-        return
+    snaps, classes = found
     run_path = str(Path(runs_dir()) / name)
     steps = snaps["step"].tolist()
     latest = load_snapshot(run_path, "embeddings", steps[-1])

@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 import charts
-from common import REFRESH, open_reader, pick_run, runs_dir
+from common import REFRESH, snapshots, open_reader, pick_run, runs_dir
 from layouts import layout, load_snapshot, upscale
 
 st.header("Embeddings")
@@ -33,15 +33,10 @@ def colours(snap: dict, classes: list[str]) -> tuple[np.ndarray, list[str]]:
 
 @st.fragment(run_every=REFRESH)
 def show(name: str) -> None:
-    reader = open_reader(name)
-    if reader is None:
+    found = snapshots(name)
+    if found is None:
         return
-    with reader:
-        snaps = reader.artifacts("embeddings")
-        classes = reader.meta.get("classes") or []
-    if snaps.empty:
-        st.info("No embedding snapshot yet: the first is taken before training starts.")
-        return
+    snaps, classes = found
     steps = snaps["step"].tolist()
     epochs = [info.get("epoch", "?") for info in snaps["info"]]
     run_path = str(Path(runs_dir()) / name)

@@ -164,6 +164,14 @@ class ContrastiveViews:
             v = self.blur(v, g)
         return self.normalize(v) if normalize else v
 
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """Images as the network sees them without augmentation: float, resized to the view size, normalised."""
+        x = images.float() / 255 if images.dtype == torch.uint8 else images
+        size = self.config.size
+        if x.shape[-1] != size or x.shape[-2] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        return self.normalize(x)
+
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         if self.mean is None:
             return x

@@ -11,7 +11,6 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from workbench.config import ConfigError, TrainConfig
@@ -144,11 +143,7 @@ class Trainer:
     # ------------------------------------------------------------------ helpers used by callbacks
     def prepare_eval_images(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 images -> normalised float at the training view size, on the device (no augmentation)."""
-        x = images.to(self.device, non_blocking=True).float().div_(255)
-        size = self.method.views.config.size
-        if x.shape[-1] != size or x.shape[-2] != size:
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        return self.method.views.normalize(x)
+        return self.method.views.prepare(images.to(self.device, non_blocking=True))
 
     def flush(self) -> None:
         """Write what the step's callbacks collected, in one transaction."""

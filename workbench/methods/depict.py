@@ -51,18 +51,11 @@ class DEPICT(Method):
         return cls(backbone, views, bundle.train.images, n_clusters=cfg.n_clusters or max(2, bundle.num_classes),
                    size=views.config.size, pretrain_steps=round(cfg.pretrain_epochs * steps_per_epoch))
 
-    def _inputs(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float() / 255 if images.dtype == torch.uint8 else images
-        size = self.views.config.size
-        if x.shape[-1] != size:
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        return self.views.normalize(x)
-
     @torch.no_grad()
     def init_head_by_kmeans(self, generator_device) -> None:
         was = self.training
         self.eval()
-        feats = torch.cat([self.backbone(self._inputs(chunk.to(generator_device))).float().cpu()
+        feats = torch.cat([self.backbone(self.views.prepare(chunk.to(generator_device))).float().cpu()
                            for chunk in self.images.split(1024)])
         self.train(was)
         labels = torch.as_tensor(kmeans(feats.numpy(), self.n_clusters, normalize=False))
@@ -72,7 +65,7 @@ class DEPICT(Method):
         self.head.bias.copy_((-0.5 * centers.pow(2).sum(1)).to(self.head.bias))
 
     def step(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:
-        x = self._inputs(images)
+        x = self.views.prepare(images)
         noisy = x + self.noise * torch.randn(x.shape, generator=generator, device=x.device)
         h_noisy, x_hat = self.autoencoder(noisy)
         rec = F.mse_loss(x_hat.float(), x.float())

@@ -46,18 +46,11 @@ class GSimCLR(SimCLR):
         return cls(backbone, views, bundle.train.images, tau=cfg.tau, proj_dim=cfg.proj_dim,
                    pretrain_steps=round(cfg.pretrain_epochs * (len(bundle.train) // batch)), n_clusters=batch)
 
-    def _inputs(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float() / 255 if images.dtype == torch.uint8 else images
-        size = self.views.config.size
-        if x.shape[-1] != size:
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        return self.views.normalize(x)
-
     @torch.no_grad()
     def assign_pseudo_labels(self, device) -> None:
         was = self.training
         self.eval()
-        latent = torch.cat([self.autoencoder.encoder(self._inputs(c.to(device))).float().cpu()
+        latent = torch.cat([self.autoencoder.encoder(self.views.prepare(c.to(device))).float().cpu()
                             for c in self.images.split(1024)])
         self.train(was)
         self.pseudo_labels.copy_(torch.as_tensor(kmeans(latent.numpy(), self.n_clusters)))
@@ -71,7 +64,7 @@ class GSimCLR(SimCLR):
     def step(self, images: torch.Tensor, generator: torch.Generator):
         if int(self.steps_done) < self.pretrain_steps:
             self.steps_done += 1
-            x = self._inputs(images)
+            x = self.views.prepare(images)
             _, x_hat = self.autoencoder(x + self.noise * torch.randn(x.shape, generator=generator, device=x.device))
             rec = F.mse_loss(x_hat.float(), x.float())
             out = super().step(images, generator)  # scores to watch, but no gradient to the SimCLR net yet
