@@ -9,6 +9,7 @@ import streamlit as st
 
 from workbench.runs import RunReader, RunStoreError, list_runs
 from workbench.runs.follow import RunFollower
+from layouts import run_created
 
 REFRESH = "2s"
 
@@ -24,7 +25,8 @@ def runs_dir() -> str:
 
 def readable_runs() -> list[str]:
     df = list_runs(runs_dir())
-    return df[df["status"] != "unreadable"]["name"].tolist()[::-1]  # newest first (names end in a timestamp)
+    df = df[df["status"] != "unreadable"].sort_values("created", ascending=False, kind="stable")
+    return df["name"].tolist()  # newest first
 
 
 def pick_run(label: str = "Run", key: str = "run") -> str | None:
@@ -57,13 +59,16 @@ def follower(name: str) -> RunFollower | None:
     """A cached :class:`RunFollower` per run and session: each refresh reads only the new rows."""
     cache = st.session_state.setdefault("_followers", {})
     path = str(Path(runs_dir()) / name)
-    if path not in cache:
+    key = (path, run_created(path))  # a run deleted and made again under the same name is a new run
+    if key not in cache:
+        for old in [k for k in cache if k[0] == path]:
+            cache.pop(old).close()
         try:
-            cache[path] = RunFollower(path)
+            cache[key] = RunFollower(path)
         except RunStoreError as e:
             st.error(f"Cannot open run `{name}`: {e}")
             return None
-    return cache[path]
+    return cache[key]
 
 
 def open_reader(name: str) -> RunReader | None:

@@ -16,12 +16,41 @@ from workbench.diagnostics.projection import pca_2d, umap_2d
 from workbench.runs import RunReader
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
+def run_created(run_path: str) -> float:
+    """When the run was created: part of every cache key, so a deleted and re-made run of the same name is new."""
+    try:
+        with RunReader(run_path) as r:
+            return float(r.meta.get("created") or 0)
+    except Exception:
+        return 0.0
+
+
 def load_snapshot(run_path: str, kind: str, step: int) -> dict[str, np.ndarray] | None:
-    """Snapshot side files never change once written: cache them by (run, kind, step)."""
+    return _load_snapshot(run_path, run_created(run_path), kind, step)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _load_snapshot(run_path: str, created: float, kind: str, step: int) -> dict[str, np.ndarray] | None:
+    """Snapshot side files never change once written: cache them by (run, creation time, kind, step)."""
     with RunReader(run_path) as r:
         snap = r.snapshot(kind, step)
     return None if snap is None else dict(snap.arrays)
+
+
+def load_array(run_path: str, kind: str, step: int, key: str) -> np.ndarray | None:
+    """One array of a snapshot (``.npz`` members load lazily: the features are not read for the assignments)."""
+    return _load_array(run_path, run_created(run_path), kind, step, key)
+
+
+@st.cache_data(max_entries=1024, show_spinner=False)
+def _load_array(run_path: str, created: float, kind: str, step: int, key: str) -> np.ndarray | None:
+    with RunReader(run_path) as r:
+        df = r.artifacts(kind)
+    df = df[df["step"] == step]
+    if df.empty:
+        return None
+    with np.load(df.iloc[-1]["path"]) as z:
+        return z[key] if key in z.files else None
 
 
 def upscale(images: np.ndarray, min_side: int = 48) -> np.ndarray:
@@ -57,6 +86,7 @@ def _work(state: LayoutState, method: str, step: int, features: np.ndarray, prev
         with state.lock:
             state.layouts[step] = xy
             state.seconds[step] = time.perf_counter() - t0
+            state.error = ""
     except Exception as e:  # shown on the page; the PCA view stays usable
         state.error = f"{type(e).__name__}: {e}"
     finally:
@@ -66,17 +96,20 @@ def _work(state: LayoutState, method: str, step: int, features: np.ndarray, prev
 
 def layout(run_path: str, method: str, step: int, background: bool = True) -> tuple[np.ndarray | None, LayoutState]:
     """The layout of snapshot ``step``; for UMAP in the background, ``None`` until the thread has finished."""
-    state = _states().setdefault((run_path, method), LayoutState())
+    state = _states().setdefault((run_path, run_created(run_path), method), LayoutState())
     in_background = method == "umap" and background
     with state.lock:
         if step in state.layouts:
             return state.layouts[step], state
         if in_background and state.busy is not None:
             return None, state
+    features = load_array(run_path, "embeddings", step, "features").astype(np.float32)  # may raise: before busy
+    with state.lock:
         previous = _nearest(state.layouts, step)
         if in_background:
+            if state.busy is not None:
+                return None, state
             state.busy = step
-    features = load_snapshot(run_path, "embeddings", step)["features"].astype(np.float32)
     if in_background:
         threading.Thread(target=_work, args=(state, method, step, features, previous), daemon=True,
                          name=f"umap-{step}").start()

@@ -112,3 +112,12 @@ def test_score_interpretation_flags_collapse_and_easy_positives():
     assert [level for level, _ in healthy] == ["success", "info"]
     frozen = interpret_scores(0.15, 0.0, 0.0001)
     assert any("barely" in msg for _, msg in frozen)
+
+
+def test_uniformity_reference_matches_published_values_and_sampling():
+    from workbench.diagnostics.geometry import uniformity_reference
+
+    assert [round(uniformity_reference(d), 2) for d in (2, 16, 128)] == [-1.58, -3.51, -3.94]  # Wang & Isola
+    g = torch.Generator().manual_seed(0)
+    sample = F.normalize(torch.randn(3000, 32, generator=g), dim=1)
+    assert uniformity(sample) == pytest.approx(uniformity_reference(32), abs=0.03)

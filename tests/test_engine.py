@@ -155,3 +155,38 @@ def test_warmup_then_cosine_schedule():
 def test_other_optimizers_train(quick, optimizer):
     r = workbench.train(quick(optimizer=optimizer, run_name=optimizer, probe_size=0))
     assert r.status == "finished" and math.isfinite(r.metrics["loss"])
+
+
+def test_stop_file_stops_a_run_in_this_process_without_killing_it(quick):
+    """The app's stop button on a run trained inside a notebook kernel: the kernel must survive."""
+    from workbench.engine.launch import stop
+
+    handle = workbench.start_training(quick(epochs=200, run_name="nb"))
+    deadline = time.time() + 60
+    while time.time() < deadline and not ((handle.run_dir / "run.db").exists()
+                                          and RunReader(handle.run_dir).last_step() >= 2):
+        time.sleep(0.05)
+    assert stop(handle.run_dir) == "stop requested"
+    result = handle.join(timeout=60)
+    assert result.status == "stopped"  # and this test process is still alive to say so
+    assert not (handle.run_dir / "STOP").exists()  # cleaned up, so --resume does not stop at once
+    assert stop(handle.run_dir) == "not running (stopped)"
+
+
+def test_live_run_cannot_be_resumed_twice(quick):
+    handle = workbench.start_training(quick(epochs=300, run_name="live"))
+    deadline = time.time() + 60
+    while time.time() < deadline and not (handle.run_dir / "checkpoints" / "last.pt").exists():
+        time.sleep(0.05)
+    try:
+        with pytest.raises(ConfigError, match="still running"):
+            workbench.train(quick(epochs=300, run_name="live", resume=True))
+    finally:
+        handle.stop()
+        handle.join(timeout=60)
+
+
+def test_run_names_with_uri_characters_work(quick):
+    r = workbench.train(quick(run_name="tau0.2#a?b c"))
+    assert r.status == "finished" and r.metrics["loss"] > 0
+    assert sorted(p.name for p in r.run_dir.parent.iterdir()) == ["tau0.2#a?b c"]

@@ -73,15 +73,17 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**given)
 
 
-def _interrupt_on_sigterm() -> None:
-    """Treat SIGTERM (the app's stop button, ``kill``, a terminal closing) like Ctrl-C: stop cleanly."""
+def _stop_on_sigterm(stop_event) -> None:
+    """SIGTERM (``kill``, a closing terminal, ``workbench demo`` shutting down) asks the training loop to stop
+    before its next step: it keeps its checkpoint and marks the run stopped. Setting a flag, not raising, means the
+    signal can never land in the middle of writing the run store."""
 
-    def raise_interrupt(signum, frame):
-        raise KeyboardInterrupt
+    def request_stop(signum, frame):
+        stop_event.set()
 
-    signal.signal(signal.SIGTERM, raise_interrupt)
+    signal.signal(signal.SIGTERM, request_stop)
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background by a shell without job control
-        signal.signal(signal.SIGINT, raise_interrupt)
+        signal.signal(signal.SIGINT, request_stop)
 
 
 def cmd_train(args) -> int:
@@ -95,16 +97,18 @@ def cmd_train(args) -> int:
     except (ConfigError, DatasetUnavailable) as e:
         print(f"workbench train: {e}", file=sys.stderr)
         return 2
-    _interrupt_on_sigterm()
+    _stop_on_sigterm(trainer.stop_event)
     print(f"run: {trainer.run_dir}  ({cfg.method} on {cfg.dataset}, {trainer.backbone_name} backbone, "
           f"device {trainer.device}, {cfg.epochs} epochs x {trainer.steps_per_epoch} steps)", file=sys.stderr)
+    clean = False
     try:
         result = trainer.fit()
+        clean = True
     except NonFiniteLoss as e:
         print(f"workbench train: {e}", file=sys.stderr)
         return 3
     finally:
-        distributed.shutdown()
+        distributed.shutdown(clean)
     m = result.metrics
     print(f"{result.status}: step {result.step}, epoch {result.epochs_done}, loss {m.get('loss', float('nan')):.4f}, "
           f"kNN accuracy {m.get('knn_acc', float('nan')):.4f}  ->  {result.run_dir}")
@@ -142,7 +146,7 @@ def cmd_app(args) -> int:
 
 def cmd_demo(args) -> int:
     """``make run``: the dashboard and a live SimCLR run on the embedded data; Ctrl-C stops both."""
-    _interrupt_on_sigterm()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a SIGTERM to the demo shuts both down like Ctrl-C
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")  # two processes on few cores: avoid spin-wait slowdowns
     app = subprocess.Popen(app_command(args.runs_dir, args.address, args.port, True), env=env)
     print(f"\n  Dashboard: http://{args.address}:{args.port}  (Ctrl-C stops the app and the training run)\n",
@@ -150,20 +154,29 @@ def cmd_demo(args) -> int:
     train = None
     try:
         time.sleep(2)
+        if app.poll() is not None:
+            print(f"workbench demo: the dashboard did not start (exit code {app.returncode}); is port {args.port} "
+                  f"taken? Try --port.", file=sys.stderr)
+            return 1
         train_cmd = [sys.executable, "-m", "workbench", "train", "--dataset", args.dataset,
                      "--epochs", str(args.epochs), "--runs-dir", args.runs_dir]
         train = subprocess.Popen(train_cmd, env=env)
-        train.wait()
-        print("\n  Training finished; the dashboard keeps running (Ctrl-C to quit).\n", file=sys.stderr)
+        rc = train.wait()
+        what = "finished" if rc == 0 else f"ended with exit code {rc}"
+        print(f"\n  Training {what}; the dashboard keeps running (Ctrl-C to quit).\n", file=sys.stderr)
         app.wait()
     except KeyboardInterrupt:
         pass
     finally:
+        # Ctrl-C in a terminal reaches the whole process group: give both a moment to stop on their own (the
+        # trainer writes "stopped" and keeps its checkpoint), then terminate what is left.
         for p in (train, app):
-            if p is not None and p.poll() is None:
+            if p is None:
+                continue
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
                 p.terminate()
-        for p in (train, app):
-            if p is not None:
                 try:
                     p.wait(timeout=15)
                 except subprocess.TimeoutExpired:

@@ -8,7 +8,7 @@ import streamlit as st
 
 import charts
 from common import REFRESH, snapshots, follower, open_reader, pick_run, runs_dir
-from layouts import load_snapshot, upscale
+from layouts import load_array, load_snapshot, upscale
 from workbench.data import image_grid
 from workbench.diagnostics.clustering import cluster_scores, matched_confusion, occupancy
 
@@ -47,7 +47,7 @@ def show(name: str) -> None:
     # occupancy: cluster sizes (largest first) per snapshot; a collapse puts everything into one cluster
     occ = []
     for s in steps:
-        a = load_snapshot(run_path, "embeddings", s)[source]
+        a = load_array(run_path, "embeddings", s, source)
         k = int(max(a.max() + 1, latest[source].max() + 1))
         occ.append(np.sort(occupancy(a, k))[::-1])
     width = max(len(o) for o in occ)

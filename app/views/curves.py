@@ -5,6 +5,7 @@ import streamlit as st
 
 import charts
 from common import REFRESH, follower, pick_runs
+from workbench.diagnostics.geometry import uniformity_reference
 
 st.header("Training curves")
 names = pick_runs()
@@ -16,7 +17,7 @@ GROUPS = [
     ("lr", "learning rate", None),
     ("img_per_s", "throughput (images/s)", None),
     ("align", "alignment  E||z1 - z2||²  (lower: views agree)", None),
-    ("uniform", "uniformity  log E exp(-2||zi - zj||²)  (lower: more uniform)", {"uniform on S^127": -3.94}),
+    ("uniform", "uniformity  log E exp(-2||zi - zj||²)  (lower: more uniform)", "uniform_ref"),
     ("collapse_std", "std of normalised embeddings (collapse → 0)", "collapse_ref"),
     ("effective_rank", "effective rank of the embedding batch", None),
     ("tolerance", "tolerance (same-class similarity, probe set)", None),
@@ -39,9 +40,14 @@ def show(names: list[str]) -> None:
         if not any(key in df for df in frames.values()):
             continue
         reference = ref
-        if isinstance(ref, str):  # a per-run reference level logged alongside (1/sqrt(d))
-            levels = {df[ref].dropna().iloc[-1] for df in frames.values() if ref in df and df[ref].notna().any()}
-            reference = {"1/sqrt(d)": levels.pop()} if len(levels) == 1 else None
+        if isinstance(ref, str):  # a reference level that depends on the embedding size d of the runs shown
+            dims = {round(df["collapse_ref"].dropna().iloc[-1] ** -2) for df in frames.values()
+                    if "collapse_ref" in df and df["collapse_ref"].notna().any()}
+            reference = None
+            if len(dims) == 1:
+                d = dims.pop()
+                reference = ({f"1/sqrt({d})": d ** -0.5} if ref == "collapse_ref"
+                             else {f"uniform on the sphere, d={d}": uniformity_reference(d)})
         fig = charts.overlay(frames, key, title, smoothing if key in ("loss", "img_per_s") else 0.0, reference)
         cols[i % 2].plotly_chart(fig, width="stretch", key=f"curve-{key}")
 

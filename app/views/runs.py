@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from common import REFRESH, open_reader, runs_dir
+from common import REFRESH, open_reader, readable_runs, runs_dir
 from workbench.config import ConfigError, TrainConfig
 from workbench.data.registry import DATASETS, DatasetUnavailable, load_dataset
 from workbench.methods import METHODS
@@ -82,7 +82,7 @@ if submitted:
                           moco_momentum=float(moco_momentum), queue_size=int(queue_size), ft_pos=ft_pos,
                           ft_neg=ft_neg, prototypes=int(prototypes) or None, swav_eps=float(swav_eps),
                           pretrain_epochs=float(pretrain_epochs), feature_block=int(feature_block) or None)
-        if cfg.run_name and (Path(cfg.runs_dir) / cfg.run_name).exists():
+        if cfg.run_name and (Path(cfg.runs_dir) / cfg.run_name / "run.db").exists():
             raise ConfigError(f"run name {cfg.run_name!r} is taken: choose another")
         if not download:
             load_dataset(cfg.dataset, cfg.data_root, False, cfg.image_size)  # fail here, not in the background
@@ -106,8 +106,7 @@ else:
     st.caption("No run is running.")
 
 st.subheader("Details")
-names = list_runs(runs_dir())
-names = names[names["status"] != "unreadable"]["name"].tolist()[::-1]
+names = readable_runs()
 if names:
     chosen = st.selectbox("run", names, key="details_run")
     reader = open_reader(chosen)

@@ -94,8 +94,10 @@ def any_true(flag: bool, device: torch.device) -> bool:
     return bool(t.item())
 
 
-def shutdown() -> None:
-    """Leave the process group cleanly (after a barrier, so no collective is still in flight)."""
+def shutdown(clean: bool = True) -> None:
+    """Leave the process group; after a barrier when every rank got here normally (so no collective is still in
+    flight), without one after an error (a barrier would wait forever for a rank that died)."""
     if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+        if clean:
+            dist.barrier()
         dist.destroy_process_group()

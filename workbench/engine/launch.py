@@ -6,15 +6,14 @@ started from the dashboard behaves exactly like one started in a terminal, and s
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from workbench.config import TrainConfig
 from workbench.engine.trainer import default_run_name
-from workbench.runs.store import RunReader
+from workbench.runs.store import STOP_FILE, RunReader
 
 
 def train_command(config: TrainConfig) -> list[str]:
@@ -43,19 +42,17 @@ def launch(config: TrainConfig, log_file: str | os.PathLike | None = None) -> tu
     proc = subprocess.Popen(train_command(config.replace(progress=False)), stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, env=env, start_new_session=True)
     log.close()
+    threading.Thread(target=proc.wait, daemon=True, name=f"reap-{proc.pid}").start()  # no zombie left behind
     return proc, run_dir
 
 
 def stop(run_dir: str | os.PathLike) -> str:
-    """Ask a run's training process to stop (SIGTERM: it finishes the step, keeps its checkpoint, says stopped)."""
+    """Ask a run to stop: a ``STOP`` file in its folder, which the training loop checks before every step. It then
+    keeps its last checkpoint and says "stopped". No signal is sent, so a run trained inside a notebook kernel
+    stops without taking the kernel with it, and a run on another machine sharing the folder stops too."""
     with RunReader(run_dir) as r:
-        meta, state = r.meta, r.status().state
+        state = r.status().state
     if state != "running":
         return f"not running ({state})"
-    if meta.get("hostname") != socket.gethostname():
-        return f"runs on another machine ({meta.get('hostname')}): stop it there"
-    try:
-        os.kill(int(meta["pid"]), signal.SIGTERM)
-    except ProcessLookupError:
-        return "its process is already gone"
+    (Path(run_dir) / STOP_FILE).touch()
     return "stop requested"

@@ -12,9 +12,10 @@ from workbench.config import TrainConfig
 
 
 class LARS(torch.optim.Optimizer):
-    """LARS (You et al., 2017) as SimCLR uses it for large batches: SGD with momentum whose update for each
-    weight tensor is scaled by the trust ratio ``eta * ||w|| / (||g|| + wd ||w||)``. Biases and BN parameters
-    (1-d tensors) get neither weight decay nor adaptation."""
+    """LARS (You et al., 2017) in the form SimCLR's code uses for large batches: SGD with momentum where, for each
+    weight tensor, the weight decay is added to the gradient first, ``u = g + wd w``, and the update is scaled by
+    the trust ratio ``eta * ||w|| / ||u||``. Biases and BN parameters (1-d tensors) get neither weight decay nor
+    adaptation."""
 
     def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 1e-6, eta: float = 1e-3):
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta))

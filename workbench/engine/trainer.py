@@ -20,7 +20,7 @@ from workbench.engine import distributed
 from workbench.engine.callbacks import Callback, EpochEvaluation, LiveDiagnostics
 from workbench.engine.device import autocast, needs_grad_scaler, resolve_device
 from workbench.engine.optim import build_optimizer, build_scheduler
-from workbench.runs.store import DB_NAME, RunWriter
+from workbench.runs.store import DB_NAME, STOP_FILE, RunWriter
 
 CHECKPOINT = "checkpoints/last.pt"
 ON_DEVICE_MAX_BYTES = 2 << 30  # datasets up to 2 GiB live on the training device; larger ones stream per batch
@@ -64,6 +64,11 @@ def resolve_run_dir(cfg: TrainConfig) -> Path:
         if not (run_dir / CHECKPOINT).exists():
             raise ConfigError(f"resume: {run_dir} has no checkpoint ({CHECKPOINT}) to resume from; "
                               f"a run saves one at the end of each epoch")
+        from workbench.runs.store import RunReader
+
+        with RunReader(run_dir) as r:
+            if r.status().state == "running":
+                raise ConfigError(f"resume: {run_dir} is still running (its heartbeat is fresh); stop it first")
     elif exists:
         raise ConfigError(f"run_name: {run_dir} already holds a run; pass --resume to continue it, or choose "
                           f"another --run-name")
@@ -183,7 +188,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.epochs_done = state["step"], state["epochs_done"]
-        self.order_gen.set_state(state["order_gen"])
+        self.order_gen.set_state(state["order_gen"].cpu())
         self.aug_gen.set_state(state["aug_gen"].to(self.aug_gen.get_state().device))
 
     # ------------------------------------------------------------------ the loop
@@ -219,6 +224,7 @@ class Trainer:
                 self._call("on_epoch_end")
                 self.pending["scalars"]["epoch"] = self.epochs_done
                 self.flush()
+                self._check_finite_weights()
                 self.save_checkpoint()
                 self.writer.set_meta(epoch=self.epochs_done)
             status = "finished"
@@ -234,10 +240,22 @@ class Trainer:
         finally:
             if getattr(self, "bar", None) is not None:
                 self.bar.close()
-            self._call("on_fit_end", status)
-            self.writer.close(status, error)
+            try:
+                self._call("on_fit_end", status)
+            finally:
+                self.writer.close(status, error)
+                stop_file = self.run_dir / STOP_FILE
+                if self.dist.is_main and stop_file.exists():
+                    stop_file.unlink()
         metrics = self._last_metrics() if self.dist.is_main else {}
         return TrainResult(self.run_dir, status, self.step, self.epochs_done, metrics)
+
+    def _check_finite_weights(self) -> None:
+        """A finite loss can still leave non-finite weights (an overflowing gradient): never checkpoint those."""
+        bad = [n for n, p in self.method.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise NonFiniteLoss(f"weights became non-finite in epoch {self.epoch + 1} (e.g. {bad[0]}); training "
+                                f"stopped and the previous checkpoint is kept. Try a lower learning rate (--lr).")
 
     def _last_metrics(self) -> dict:
         from workbench.runs.store import RunReader
@@ -252,8 +270,9 @@ class Trainer:
             order = self.method.batch_order(self.steps_per_epoch, bs, self.order_gen)
         if order is None:
             order = torch.randperm(n, generator=self.order_gen)[: self.steps_per_epoch * bs].view(-1, bs)
+        stop_file = self.run_dir / STOP_FILE
         for idx in order:
-            if self.stop_event.is_set():
+            if self.stop_event.is_set() or stop_file.exists():
                 raise StopRequested()
             t0 = time.perf_counter()
             local = idx[self.dist.rank::self.dist.world_size]  # this process's share of the global batch

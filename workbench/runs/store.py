@@ -31,6 +31,7 @@ import pandas as pd
 
 SCHEMA_VERSION = 1
 DB_NAME = "run.db"
+STOP_FILE = "STOP"  # created in a run folder to ask its training loop to stop before the next step
 HEARTBEAT_S = 2.0
 STALE_AFTER_S = 30.0
 
@@ -57,7 +58,8 @@ def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
     if readonly:
         if not path.exists():
             raise RunStoreError(f"{path} does not exist: not a run directory (no {DB_NAME})")
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10, check_same_thread=False)
+        # as_uri() percent-escapes '#', '?' and spaces: a run name can hold them without breaking mode=ro
+        con = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=10, check_same_thread=False)
     else:
         con = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         con.execute("PRAGMA journal_mode=WAL")
@@ -148,7 +150,8 @@ class RunWriter:
                                   (json.dumps(step), json.dumps(time.time())))
                 self._con.execute("COMMIT")
             except BaseException:
-                self._con.execute("ROLLBACK")
+                if self._con.in_transaction:  # an interrupt right after COMMIT must not turn into a rollback error
+                    self._con.execute("ROLLBACK")
                 raise
 
     def event(self, step: int, message: str, level: str = "info") -> None:
