@@ -1,8 +1,9 @@
 """Run the benchmarks in sequence, each in its own process, and print their Markdown tables.
 
-Quick settings (about 6 minutes on 2 idle CPU cores); ``--full`` uses each script's own, longer defaults.
+Quick settings (about 16 minutes on 2 idle CPU cores, 10 of them the method zoo); ``--full`` uses each script's
+own, longer defaults.
 
-    python benchmarks/run_all.py [--full] [--only augment,simclr,diagnostics,app]
+    python benchmarks/run_all.py [--full] [--only augment,simclr,diagnostics,app,zoo]
     make bench
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ BENCHMARKS = {
     "simclr": ("simclr_vs_lightly.py", ["--subset", "10000", "--epochs", "3", "--breakdown-reps", "3"]),
     "diagnostics": ("diagnostics_overhead.py", ["--cycles-digits", "20", "--cycles-fashion", "6"]),
     "app": ("app_refresh.py", ["--reps", "2"]),
+    "zoo": ("zoo.py", ["--budget", "60"]),
 }
 
 
