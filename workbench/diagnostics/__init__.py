@@ -8,3 +8,11 @@ __all__ = [
     "alignment", "uniformity", "collapse_std", "effective_rank", "tolerance",
     "knn_predict", "knn_accuracy", "default_knn_k",
 ]
+from workbench.diagnostics.image_quality import (
+    PROTOCOL, psnr, ssim, quality, mean_brightness, exposure_error, perceptual_metrics_available, lpips,
+)
+
+__all__ += [
+    "PROTOCOL", "psnr", "ssim", "quality", "mean_brightness", "exposure_error", "perceptual_metrics_available",
+    "lpips",
+]
