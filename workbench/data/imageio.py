@@ -1,0 +1,441 @@
+"""Robust reading and writing of users' image files.
+
+:func:`read_image` returns ``float32 (H, W, 3)`` RGB in [0, 1] for any common file, or raises
+:class:`ImageReadError` whose message names the file, says what is wrong and what to do. What it does:
+
+* **size first**: the pixel count is read from the header and checked against ``max_pixels`` *before* anything
+  is decoded (a decompression-bomb guard). Pillow's own guard (``PIL.Image.MAX_IMAGE_PIXELS``, ~89 M pixels: a
+  warning above it, an error above twice it) is turned into the same :class:`ImageReadError`. A ``max_pixels``
+  above Pillow's error limit (~179 M) cannot be honoured without raising ``PIL.Image.MAX_IMAGE_PIXELS`` yourself;
+  this module never changes that process-wide setting.
+* **no partial data**: truncated files are errors. Pillow refuses them by default; PNGs are also checked chunk by
+  chunk (CRCs included, up to ``IEND``) and JPEGs for their end marker when something in the process has set
+  ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True`` (other formats then follow that setting). Empty files, folders
+  and files that are not images are errors too.
+* **conversions**: ``1``/``L`` -> gray / 255 copied to 3 channels; 16-bit gray (``I;16*``) / 65535, exact;
+  ``I`` (32-bit int) / 65535 when its values fit 0..65535 (the usual 16-bit PNG/TIFF case), else divided by its
+  maximum; ``F`` (float) clipped to [0, 1] when its values lie there, else divided by 255, 65535 or its maximum,
+  whichever first covers the data (non-finite values -> 0). 16-bit RGB/RGBA and gray+alpha PNGs, for which
+  Pillow keeps only the high byte, are decoded here (zlib + PNG unfiltering in numpy, Adam7 interlacing included)
+  so the full 16-bit range is kept, / 65535; 16-bit RGB TIFFs go through ``tifffile`` when it is installed (else
+  Pillow's 8-bit reading, with a warning). Every other 16-bit colour format is read with Pillow's 8 bits.
+* **alpha is dropped**: ``RGBA``/``LA``/``PA`` and palette images with transparency keep their colour values as
+  stored, *not* composited over any background (fully transparent pixels show whatever colour they hold).
+* ``CMYK``, ``YCbCr``, ``HSV`` -> RGB through Pillow's conversion (no ICC colour management).
+* the EXIF orientation is applied (``PIL.ImageOps.exif_transpose``; the same mapping in numpy for the
+  16-bit decoders). Multi-frame files (GIF, multi-page TIFF, APNG) give their first frame.
+
+:func:`save_image` writes atomically (temporary file in the same folder, then ``os.replace``), so a reader never
+sees a half-written file and a crash never leaves one.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+import warnings
+import zlib
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from workbench.data.registry import IMAGE_SUFFIXES
+
+DEFAULT_MAX_PIXELS = 50_000_000
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_ORIENTATION_TAG = 0x0112
+
+
+class ImageReadError(ValueError):
+    """An image file could not be read; the message names the file, what is wrong and what to do."""
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None):
+        super().__init__(message)
+        self.path = Path(path) if path is not None else None
+
+
+class ImageNotFoundError(ImageReadError, FileNotFoundError):
+    """The image file does not exist (both an :class:`ImageReadError` and a ``FileNotFoundError``)."""
+
+
+def _error(path, problem: str, todo: str = "", cls=ImageReadError) -> ImageReadError:
+    return cls(f"{path}: {problem}" + (f"; {todo}" if todo else ""), path)
+
+
+# ---------------------------------------------------------------------------------------------- reading
+def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The image at ``path`` as ``float32 (H, W, 3)`` RGB in [0, 1]; :class:`ImageReadError` if it can't be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if max_pixels is None or int(max_pixels) <= 0:
+        raise ValueError(f"max_pixels must be a positive number of pixels, got {max_pixels!r}")
+    max_pixels = int(max_pixels)
+    if not path.exists():
+        raise _error(path, "no such file", "check the path", cls=ImageNotFoundError)
+    if path.is_dir():
+        raise _error(path, "is a folder, not an image file", "give one image file (or use list_images on a folder)")
+    nbytes = path.stat().st_size
+    if nbytes == 0:
+        raise _error(path, "is empty (0 bytes)", "the file was not written completely: copy or export it again")
+    pil_limit = Image.MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():  # (process-wide filters, briefly: harmless for other threads' reads)
+            # Pillow warns above MAX_IMAGE_PIXELS; that is over our limit too unless the caller raised it
+            warnings.simplefilter("error" if pil_limit and max_pixels <= pil_limit else "ignore",
+                                  Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise _error(path, f"refused as a possible decompression bomb ({e}); the limit is "
+                           f"{min(max_pixels, pil_limit or max_pixels):,} pixels",
+                     "downscale the image, or raise max_pixels (and PIL.Image.MAX_IMAGE_PIXELS) if you trust "
+                     "the file") from e
+    except UnidentifiedImageError as e:
+        raise _error(path, f"is not an image file Pillow can read ({nbytes:,} bytes, unknown or corrupt format)",
+                     f"convert it to PNG or JPEG (supported suffixes: {' '.join(sorted(IMAGE_SUFFIXES))})") from e
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, MemoryError) as e:
+        raise _error(path, f"could not be opened ({type(e).__name__}: {e})",
+                     "the file is corrupt or in an unsupported variant: re-export it as PNG or JPEG") from e
+    with im:
+        width, height = im.size
+        if width <= 0 or height <= 0:
+            raise _error(path, f"has an empty size {width}x{height}", "the file is corrupt: re-export it")
+        if width * height > max_pixels:
+            raise _error(path, f"is {width}x{height} = {width * height:,} pixels, over the limit of "
+                               f"{max_pixels:,} pixels (checked before decoding)",
+                         "downscale it, or raise max_pixels (--max-pixels) if you trust the file")
+        try:
+            array = _decode(im, path)
+        except ImageReadError:
+            raise
+        except MemoryError as e:
+            raise _error(path, f"needs more memory than is free to decode ({width}x{height})",
+                         "downscale it or lower max_pixels") from e
+        except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, zlib.error ...
+            text = str(e)
+            if "truncat" in text.lower():
+                raise _error(path, f"is truncated: the file ends before its image data does ({text})",
+                             "the copy or download was cut short: get the file again") from e
+            raise _error(path, f"is corrupt and could not be decoded ({type(e).__name__}: {text})",
+                         "re-export it as PNG or JPEG") from e
+    if array.shape[:2] != (height, width) and array.shape[:2] != (width, height):
+        raise _error(path, f"decoded to {array.shape} instead of {height}x{width}", "re-export it")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _decode(im, path: Path) -> np.ndarray:
+    """Decode an opened Pillow image to float32 (H, W, 3) in [0, 1] with the EXIF orientation applied."""
+    from PIL import ImageFile, ImageOps
+
+    fmt = im.format
+    if fmt == "PNG":
+        header = _png_header(path)
+        if header is not None and header["depth"] == 16 and header["colour"] in (2, 4, 6):
+            array, orientation = _read_png16(path, header)
+            return _orient(_to_rgb_float(array / np.float32(65535)), orientation)
+        _verify_png(path)
+    elif fmt == "TIFF" and im.mode in ("RGB", "RGBA", "LA") and any(";16" in str(t.args[0] if isinstance(
+            t.args, tuple) else t.args) for t in (im.tile or [])):
+        array = _read_tiff16(path)
+        if array is not None:
+            return _orient(_to_rgb_float(array), _exif_orientation(im))
+        warnings.warn(f"{path}: 16-bit colour TIFF read with 8 bits per channel (install tifffile to keep all 16)",
+                      stacklevel=3)
+    if ImageFile.LOAD_TRUNCATED_IMAGES and fmt == "JPEG":
+        _check_jpeg_end(path)  # someone allowed truncated images process-wide: still refuse them here
+    im.load()
+    im = ImageOps.exif_transpose(im) or im
+    return _pil_to_array(im, path)
+
+
+def _pil_to_array(im, path: Path) -> np.ndarray:
+    mode = im.mode
+    if mode.startswith("I;16"):
+        return _to_rgb_float(np.asarray(im).astype(np.float32) / np.float32(65535))
+    if mode == "I":
+        a = np.asarray(im).astype(np.float64)
+        hi = float(a.max()) if a.size else 0.0
+        a = np.clip(a, 0, None) / (65535.0 if hi <= 65535 else hi)
+        return _to_rgb_float(a.astype(np.float32))
+    if mode == "F":
+        a = np.asarray(im).astype(np.float32)
+        a = np.where(np.isfinite(a), a, 0).astype(np.float32)
+        hi = float(a.max()) if a.size else 0.0
+        scale = next((s for s in (1.0, 255.0, 65535.0) if hi <= s), hi)
+        return _to_rgb_float(np.clip(a / np.float32(scale), 0, 1))
+    if mode in ("1", "L", "LA", "La"):
+        return _to_rgb_float(np.asarray(im.convert("L")).astype(np.float32) / np.float32(255))
+    if mode in ("P", "PA"):
+        im = im.convert("RGBA") if (mode == "PA" or "transparency" in im.info) else im.convert("RGB")
+    try:
+        rgb = im if im.mode == "RGB" else im.convert("RGB")
+    except (ValueError, OSError) as e:
+        raise _error(path, f"has the colour mode {mode!r}, which cannot be converted to RGB ({e})",
+                     "re-export it as an RGB PNG or JPEG") from e
+    return np.asarray(rgb).astype(np.float32) / np.float32(255)
+
+
+def _to_rgb_float(a: np.ndarray) -> np.ndarray:
+    """(H, W) gray, (H, W, 2) gray+alpha, (H, W, 3) RGB or (H, W, 4) RGBA -> (H, W, 3) float32 (alpha dropped)."""
+    a = np.asarray(a, dtype=np.float32)
+    if a.ndim == 2:
+        return np.repeat(a[:, :, None], 3, axis=2)
+    if a.shape[2] in (1, 2):
+        return np.repeat(a[:, :, :1], 3, axis=2)
+    return a[:, :, :3]
+
+
+def _orient(a: np.ndarray, orientation: int | None) -> np.ndarray:
+    """Apply an EXIF orientation (1..8) to an (H, W, C) array, as ``PIL.ImageOps.exif_transpose`` does."""
+    ops = {2: lambda x: x[:, ::-1], 3: lambda x: x[::-1, ::-1], 4: lambda x: x[::-1],
+           5: lambda x: x.transpose(1, 0, 2), 6: lambda x: np.rot90(x, -1),
+           7: lambda x: x.transpose(1, 0, 2)[::-1, ::-1], 8: lambda x: np.rot90(x, 1)}
+    op = ops.get(int(orientation or 1))
+    return np.ascontiguousarray(op(a)) if op else a
+
+
+def _exif_orientation(im) -> int:
+    try:
+        return int(im.getexif().get(_ORIENTATION_TAG, 1))
+    except Exception:  # unreadable EXIF: no rotation rather than no image
+        return 1
+
+
+def _check_jpeg_end(path: Path) -> None:
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - 65536))
+        tail = f.read()
+    if b"\xff\xd9" not in tail:
+        raise _error(path, "is truncated: the JPEG has no end-of-image marker",
+                     "the copy or download was cut short: get the file again")
+
+
+# ---------------------------------------------------------------------------------------------- PNG
+def _png_header(path: Path) -> dict | None:
+    with open(path, "rb") as f:
+        head = f.read(33)
+    if len(head) < 33 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        return None
+    w, h, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", head[16:29])
+    return {"width": w, "height": h, "depth": depth, "colour": colour, "interlace": interlace}
+
+
+def _png_chunks(path: Path) -> Iterator[tuple[bytes, bytes]]:
+    """(type, data) of every chunk up to IEND, CRCs checked; ImageReadError when the file ends early."""
+    data = path.read_bytes()
+    pos = len(_PNG_SIGNATURE)
+    while True:
+        if pos + 12 > len(data):
+            raise _error(path, "is truncated: the PNG ends before its IEND chunk",
+                         "the copy or download was cut short: get the file again")
+        length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
+        end = pos + 12 + length
+        if end > len(data):
+            raise _error(path, f"is truncated: the PNG's {ctype.decode('latin-1')!r} chunk is cut short",
+                         "the copy or download was cut short: get the file again")
+        body = data[pos + 8:pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length:end])
+        if zlib.crc32(ctype + body) & 0xFFFFFFFF != crc:
+            raise _error(path, f"is corrupt: bad checksum in the PNG's {ctype.decode('latin-1')!r} chunk",
+                         "get an intact copy of the file")
+        yield ctype, body
+        if ctype == b"IEND":
+            return
+        pos = end
+
+
+def _verify_png(path: Path) -> None:
+    for _ in _png_chunks(path):
+        pass
+
+
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _read_png16(path: Path, header: dict) -> tuple[np.ndarray, int]:
+    """A 16-bit gray+alpha / RGB / RGBA PNG as uint16 (H, W, C) with all 16 bits, and its EXIF orientation."""
+    from PIL import Image
+
+    w, h, interlace = header["width"], header["height"], header["interlace"]
+    channels = {2: 3, 4: 2, 6: 4}[header["colour"]]
+    bpp = 2 * channels
+    idat, orientation = [], 1
+    for ctype, body in _png_chunks(path):
+        if ctype == b"IDAT":
+            idat.append(body)
+        elif ctype == b"eXIf":
+            try:
+                exif = Image.Exif()
+                exif.load(body)
+                orientation = int(exif.get(_ORIENTATION_TAG, 1))
+            except Exception:
+                orientation = 1
+    passes = [(0, 0, 1, 1)] if interlace == 0 else list(_ADAM7)
+    shapes = [(-(-(h - y0) // dy), -(-(w - x0) // dx)) for x0, y0, dx, dy in passes]
+    expected = sum(ph * (1 + pw * bpp) for ph, pw in shapes if ph and pw)
+    try:
+        raw = zlib.decompressobj().decompress(b"".join(idat), expected)  # never more than the image needs
+    except zlib.error as e:
+        raise _error(path, f"is corrupt: its PNG image data does not decompress ({e})", "get an intact copy") from e
+    if len(raw) < expected:
+        raise _error(path, f"is truncated: {len(raw):,} of {expected:,} bytes of PNG image data",
+                     "the copy or download was cut short: get the file again")
+    buf = np.frombuffer(raw, dtype=np.uint8)
+    out = np.empty((h, w, bpp), dtype=np.uint8)
+    pos = 0
+    for (x0, y0, dx, dy), (ph, pw) in zip(passes, shapes):
+        if not ph or not pw:
+            continue
+        n = ph * (1 + pw * bpp)
+        rows = buf[pos:pos + n].reshape(ph, 1 + pw * bpp)
+        pos += n
+        if int(rows[:, 0].max()) > 4:
+            raise _error(path, "is corrupt: unknown PNG filter type", "get an intact copy of the file")
+        out[y0::dy, x0::dx] = _png_unfilter(rows[:, 0], rows[:, 1:].reshape(ph, pw, bpp))
+    array = out.reshape(h, w, channels, 2).view(">u2")[..., 0].astype(np.uint16)
+    return array, orientation
+
+
+def _png_unfilter(ftype: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """Undo PNG's per-row filters on (H, W, bpp) bytes.
+
+    A reconstructed byte depends on its left (a), upper (b) and upper-left (c) neighbours, so the pixels of one
+    anti-diagonal ``i + j = k`` only depend on earlier diagonals: H + W - 1 vectorised steps, each over one
+    diagonal and all ``bpp`` byte lanes, with the predictor chosen per row.
+    """
+    h, w, bpp = f.shape
+    out = np.zeros((h, w, bpp), dtype=np.uint8)
+    ft = ftype.astype(np.int16)
+    prev1 = np.zeros((h + 1, bpp), dtype=np.int16)  # diagonal k-1, indexed by row + 1 (index 0: the row above 0)
+    prev2 = np.zeros((h + 1, bpp), dtype=np.int16)  # diagonal k-2
+    for k in range(h + w - 1):
+        lo, hi = max(0, k - w + 1), min(h - 1, k)
+        i = np.arange(lo, hi + 1)
+        j = k - i
+        a = prev1[lo + 1:hi + 2]  # (i, j-1)
+        b = prev1[lo:hi + 1]  # (i-1, j)
+        c = prev2[lo:hi + 1]  # (i-1, j-1); outside the image these hold 0, as PNG wants
+        p = a + b - c
+        pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
+        paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+        t = ft[i][:, None]
+        pred = np.where(t == 1, a, np.where(t == 2, b, np.where(t == 3, (a + b) >> 1, np.where(t == 4, paeth, 0))))
+        cur = (f[i, j].astype(np.int16) + pred) & 0xFF
+        out[i, j] = cur
+        prev2, prev1 = prev1, np.zeros_like(prev1)
+        prev1[lo + 1:hi + 2] = cur
+    return out
+
+
+def _read_tiff16(path: Path) -> np.ndarray | None:
+    """A 16-bit colour TIFF through tifffile as float (H, W, C) in [0, 1]; None when tifffile is missing."""
+    try:
+        import tifffile
+    except ImportError:
+        return None
+    a = np.asarray(tifffile.imread(str(path), key=0))
+    if a.ndim == 3 and a.shape[0] in (2, 3, 4) and a.shape[-1] not in (2, 3, 4):
+        a = np.moveaxis(a, 0, -1)  # planar configuration
+    if a.dtype != np.uint16 or a.ndim not in (2, 3):
+        return None
+    return a.astype(np.float32) / np.float32(65535)
+
+
+# ---------------------------------------------------------------------------------------------- many files
+def list_images(path: str | os.PathLike) -> list[Path]:
+    """``[path]`` for a file; the image files (registry's ``IMAGE_SUFFIXES``, any case, hidden files skipped) of a
+    folder, sorted by name, not recursing. ``FileNotFoundError`` for a missing path, :class:`ImageReadError` for a
+    folder without images."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder; give an image file or a folder of images")
+    if path.is_file():
+        return [path]
+    files = sorted(p for p in path.iterdir()
+                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ImageReadError(f"{path}: the folder has no image files (looked for {' '.join(sorted(IMAGE_SUFFIXES))}, "
+                             f"not in sub-folders); put the images directly in it or give one file", path)
+    return files
+
+
+def _iter_read(paths: Iterable[str | os.PathLike], max_pixels: int) -> Iterator[tuple[Path, np.ndarray | None, str]]:
+    """(path, image or None, reason) for each path, in order; never raises for a bad file."""
+    for p in paths:
+        p = Path(p)
+        try:
+            yield p, read_image(p, max_pixels=max_pixels), ""
+        except ImageReadError as e:
+            yield p, None, str(e)
+        except MemoryError:
+            yield p, None, f"{p}: out of memory while decoding; downscale it or lower max_pixels"
+        except Exception as e:  # anything else a broken file can provoke: reported, never fatal
+            yield p, None, f"{p}: could not be read ({type(e).__name__}: {e})"
+
+
+def read_images(paths: Iterable[str | os.PathLike], max_pixels: int = DEFAULT_MAX_PIXELS
+                ) -> tuple[list[tuple[Path, np.ndarray]], list[tuple[Path, str]]]:
+    """Read every file: ``(good, failures)``, ``good`` = ``[(path, float32 (H, W, 3))]`` and ``failures`` =
+    ``[(path, reason)]``, both in input order. A bad file never stops the others."""
+    good, failures = [], []
+    for p, image, reason in _iter_read(paths, max_pixels):
+        if image is None:
+            failures.append((p, reason))
+        else:
+            good.append((p, image))
+    return good, failures
+
+
+# ---------------------------------------------------------------------------------------------- writing
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
+def save_image(path: str | os.PathLike, image) -> Path:
+    """Write ``image`` to ``path`` atomically, creating parent folders; returns the path.
+
+    ``image``: ``(H, W, 3)`` or ``(H, W)`` (gray), float (clipped to [0, 1], NaN -> 0, rounded to 8 bits) or
+    ``uint8``. The format follows the suffix (``.png``, ``.jpg`` at quality 95, ``.tif``, ...; PNG when there is
+    none); always 8 bits per channel.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    a = np.asarray(image)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)) or a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"save_image({path}): expected an (H, W, 3) or (H, W) image, got shape {a.shape}")
+    if a.dtype == np.uint8:
+        pass
+    elif np.issubdtype(a.dtype, np.floating):
+        a = np.round(np.clip(np.nan_to_num(a.astype(np.float32), nan=0.0), 0, 1) * 255).astype(np.uint8)
+    else:
+        raise ValueError(f"save_image({path}): expected uint8 or float in [0, 1], got {a.dtype}")
+    suffix = path.suffix.lower()
+    fmt = Image.registered_extensions().get(suffix) if suffix else "PNG"
+    if fmt is None:
+        raise ValueError(f"save_image({path}): unknown image suffix {path.suffix!r}; use .png or .jpg")
+    options = {"quality": 95} if fmt == "JPEG" else {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            Image.fromarray(np.ascontiguousarray(a)).save(f, format=fmt, **options)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
