@@ -15,7 +15,7 @@ class ConfigError(ValueError):
 class TrainConfig:
     # what to train
     method: str = "simclr"
-    dataset: str = "digits"
+    dataset: str | None = None  # None: "digits" (the embedded default), "photos" for low-light methods
     data_root: str = "data"
     download: bool = False
     image_size: int | None = None  # None: the dataset's own size
@@ -44,9 +44,21 @@ class TrainConfig:
     pretrain_epochs: float = 5.0  # autoencoder (reconstruction only) before the clustering objective
     # RotNet
     feature_block: int | None = None  # backbone block whose pooled output the probes use (None: the last)
+    # low-light enhancement (TML, Zero-DCE): random patches of normal-light images
+    patch_size: int = 64  # training crops (pixels)
+    patches: int = 2048  # random crops drawn per run from the training images (an epoch)
+    troublemaker: str = "learned"  # learned: fit the TM network first; synthetic: the degradation family itself
+    tm_epochs: float = 1.0  # epochs fitting the troublemaker (learned TM only)
+    em_epochs: float | None = None  # epochs of the enhancing model at the end; None: a third of what TM leaves
+    ugdc_width: int = 16  # PM's first-level channels (the paper's 64; EM uses half); doubles each level
+    ugdc_levels: int = 3  # UNet levels (the paper's 5)
+    gdc_grid: int = 8  # GDC tokens: a grid x grid pooled query map
+    ssim_weight: float = 0.2  # TML loss: smooth L1 + ssim_weight * (1 - SSIM)
+    dce_iterations: int = 8  # Zero-DCE curve iterations
+    lol_dir: str | None = None  # a LOL-style folder of low/high pairs: TM fitted to them, and evaluated on them
     # optimisation
     epochs: int = 30
-    batch_size: int = 256
+    batch_size: int | None = None  # None: 256 (contrastive methods), 16 (low-light methods)
     optimizer: str = "adamw"  # adamw | sgd | lars
     lr: float | None = None  # None: 1e-3 for adamw, 0.06 * batch/256 for sgd, 0.3 * batch/256 for lars
     weight_decay: float | None = None  # None: 1e-4 for adamw, 5e-4 for sgd, 1e-6 for lars
@@ -67,10 +79,24 @@ class TrainConfig:
     resume: bool = False
     progress: bool = True
 
-    CHOICES = {"optimizer": ("adamw", "sgd", "lars"), "backbone": ("auto", "convnet", "resnet18")}
+    CHOICES = {"optimizer": ("adamw", "sgd", "lars"), "backbone": ("auto", "convnet", "resnet18"),
+               "troublemaker": ("learned", "synthetic")}
 
     def __post_init__(self):
+        if self.dataset is None or self.batch_size is None:  # defaults that depend on the kind of method
+            lowlight = self.lowlight
+            if self.dataset is None:
+                self.dataset = "photos" if lowlight else "digits"
+            if self.batch_size is None:
+                self.batch_size = 16 if lowlight else 256
         self.validate()
+
+    @property
+    def lowlight(self) -> bool:
+        """Whether the method is a low-light enhancement method (trained on normal-light patches)."""
+        from workbench.methods import is_lowlight
+
+        return is_lowlight(self.method)
 
     def validate(self) -> None:
         def need(cond: bool, name: str, allowed: str):
@@ -106,6 +132,15 @@ class TrainConfig:
         need(self.feature_block is None or self.feature_block >= 1, "feature_block", "an integer >= 1, or None")
         need(self.image_size is None or self.image_size >= 4, "image_size", "an integer >= 4, or None")
         need(self.subset is None or self.subset >= 2, "subset", "an integer >= 2, or None for the whole split")
+        need(self.patch_size >= 8, "patch_size", "an integer >= 8")
+        need(self.patches >= 2, "patches", "an integer >= 2")
+        need(self.tm_epochs >= 0, "tm_epochs", ">= 0")
+        need(self.em_epochs is None or self.em_epochs >= 0, "em_epochs", ">= 0, or None (a third)")
+        need(self.ugdc_width >= 2, "ugdc_width", "an integer >= 2 (the paper uses 64)")
+        need(1 <= self.ugdc_levels <= 7, "ugdc_levels", "an integer in [1, 7] (the paper uses 5)")
+        need(self.gdc_grid >= 1, "gdc_grid", "an integer >= 1")
+        need(self.ssim_weight >= 0, "ssim_weight", ">= 0")
+        need(self.dce_iterations >= 1, "dce_iterations", "an integer >= 1 (the paper uses 8)")
         for name, choices in self.CHOICES.items():
             need(getattr(self, name) in choices, name, f"one of {', '.join(choices)}")
         from workbench.methods import METHODS

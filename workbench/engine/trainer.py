@@ -17,7 +17,7 @@ from workbench.config import ConfigError, TrainConfig
 from workbench.data.registry import DatasetBundle, load_dataset
 from workbench.data.views import ContrastiveViews, ViewConfig
 from workbench.engine import distributed
-from workbench.engine.callbacks import Callback, EpochEvaluation, LiveDiagnostics
+from workbench.engine.callbacks import Callback, EpochEvaluation, LiveDiagnostics, LowLightEvaluation
 from workbench.engine.device import autocast, needs_grad_scaler, resolve_device
 from workbench.engine.optim import build_optimizer, build_scheduler
 from workbench.runs.store import DB_NAME, STOP_FILE, RunWriter
@@ -79,6 +79,8 @@ def build_method(cfg: TrainConfig, bundle: DatasetBundle, device: torch.device):
     from workbench.methods import METHODS
     from workbench.nn.backbones import build_backbone
 
+    if cfg.lowlight:  # image-to-image networks of their own, no backbone or contrastive views
+        return METHODS[cfg.method].from_config(cfg, None, None, bundle), "-"
     size = cfg.image_size or bundle.image_size
     backbone_name = cfg.backbone
     if backbone_name == "auto":
@@ -105,8 +107,14 @@ class Trainer:
         # rank 0 names (and claims) the run directory; the others use the same one
         self.run_dir = distributed.broadcast_object(run_dir or (resolve_run_dir(config) if self.dist.is_main
                                                                 else None))
-        self.bundle: DatasetBundle = load_dataset(config.dataset, config.data_root, config.download, config.image_size)
-        if config.subset and config.subset < len(self.bundle.train):
+        if config.lowlight:
+            from workbench.data.lowlight import load_lowlight_dataset
+
+            self.bundle: DatasetBundle = load_lowlight_dataset(config.dataset, patch_size=config.patch_size,
+                                                               n_train=config.patches, seed=config.seed)
+        else:
+            self.bundle = load_dataset(config.dataset, config.data_root, config.download, config.image_size)
+        if config.subset and not config.lowlight and config.subset < len(self.bundle.train):
             self.bundle = self.bundle.with_train_subset(config.subset, seed=config.seed)
         if len(self.bundle.train) < 2:
             raise ConfigError(f"dataset {config.dataset!r} has {len(self.bundle.train)} training images; need >= 2")
@@ -124,8 +132,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.device, config.amp))
         self.order_gen = torch.Generator().manual_seed(config.seed)
         self.aug_gen = torch.Generator(device=self.device).manual_seed(config.seed + 1 + 1000 * self.dist.rank)
-        self.callbacks = [LiveDiagnostics(config.log_every, config.hist_bins),
-                          EpochEvaluation(config.eval_every, config.knn_k, config.knn_t, config.probe_size)]
+        evaluation = (LowLightEvaluation(config.eval_every, lol_dir=config.lol_dir) if config.lowlight else
+                      EpochEvaluation(config.eval_every, config.knn_k, config.knn_t, config.probe_size))
+        self.callbacks = [LiveDiagnostics(config.log_every, config.hist_bins), evaluation]
         self.callbacks += list(callbacks or [])
         if not self.dist.is_main:
             self.callbacks = []  # diagnostics, evaluation and the run store belong to rank 0
@@ -297,6 +306,8 @@ class Trainer:
             self.pending["scalars"].update(loss=loss, lr=lr, img_per_s=len(idx) / dt, **out.logs)
             for message in out.warnings:
                 self.writer.event(self.step, message, "warning")
+            for message in out.notes:
+                self.writer.event(self.step, message, "info")
             self._call("on_step_end", out)
             self.flush()
             self.bar.set_postfix(epoch=f"{self.epoch + 1}/{self.cfg.epochs}", loss=f"{loss:.4f}",

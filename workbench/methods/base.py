@@ -20,6 +20,7 @@ class StepOutput:
     ``z1, z2``: L2-normalised embeddings of two views of the same images, detached (the pos/neg score histograms,
     alignment, uniformity and collapse measures are computed from these). ``pos, neg``: the method's own
     positive and negative similarity scores where they are not the in-batch ones (e.g. MoCo's queue).
+    ``warnings`` and ``notes`` become events of the run (levels ``warning`` and ``info``).
     """
 
     loss: torch.Tensor
@@ -30,10 +31,12 @@ class StepOutput:
     neg: torch.Tensor | None = None
     extra_scores: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # informational events (e.g. a training stage begins)
 
 
 class Method(nn.Module):
     name = "method"
+    kind = "representation"  # or "lowlight": an image-to-image enhancer, evaluated by PSNR/SSIM, not by probes
 
     def __init__(self, backbone: nn.Module):
         super().__init__()

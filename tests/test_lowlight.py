@@ -1,0 +1,170 @@
+"""Low-light methods end to end: TML's stages and learning check, Zero-DCE, `workbench enhance` with bad input, the
+run store's image triplets and the app's Images page on a low-light run."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+import workbench
+from workbench import TrainConfig
+from workbench.config import ConfigError
+from workbench.engine.enhance import load_enhancer
+from workbench.methods.tml import TML, Troublemaker, brightness_ratio
+from workbench.runs import RunReader
+
+APP = str(Path(__file__).resolve().parents[1] / "app" / "Home.py")
+SMALL = dict(dataset="photos", patches=256, patch_size=32, ugdc_width=8, ugdc_levels=3, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tml_run(tmp_path_factory):
+    """A short TML run on photo patches: TM 2 epochs, PM 13, EM 5 (16 steps each)."""
+    d = tmp_path_factory.mktemp("runs")
+    result = workbench.train(method="tml", epochs=20, tm_epochs=2, em_epochs=5, lr=3e-3, runs_dir=str(d),
+                             run_name="tml", **SMALL)
+    assert result.status == "finished"
+    return d / "tml"
+
+
+def test_defaults_follow_the_kind_of_method():
+    assert TrainConfig(method="tml").dataset == "photos" and TrainConfig(method="tml").batch_size == 16
+    assert TrainConfig(method="simclr").dataset == "digits" and TrainConfig(method="simclr").batch_size == 256
+    with pytest.raises(ConfigError, match="troublemaker"):
+        TrainConfig(method="tml", troublemaker="magic")
+
+
+def test_tml_stages_follow_the_plan_and_end_stage_moves_them():
+    m = TML(width=4, levels=2, stage_steps=(2, 3, 4))
+    assert [m.stage(s) for s in range(10)] == [0, 0, 1, 1, 1, 2, 2, 2, 2, 2]
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8, generator=g)
+    notes = [m.step(images, g).notes for _ in range(6)]
+    assert "troublemaker" in notes[0][0] and "predicting" in notes[2][0] and "enhancing" in notes[5][0]
+    m2 = TML(width=4, levels=2, stage_steps=(100, 100, 100))
+    m2.steps_done += 7
+    m2.end_stage()  # the troublemaker stage ends now; the predicting stage keeps its 100 steps
+    assert m2.stage_ends.tolist() == [7, 107, 207] and m2.stage() == 1
+    synthetic = TML(width=4, levels=2, troublemaker="synthetic", stage_steps=(100, 3, 4))
+    assert synthetic.troublemaker is None and synthetic.stage(0) == 1  # no troublemaker stage at all
+
+
+def test_troublemaker_only_darkens_and_is_conditioned_on_brightness():
+    tm = Troublemaker()
+    x = torch.rand(2, 3, 20, 24)
+    dark = tm(x, torch.tensor([0.2, 0.8]))
+    assert dark.shape == x.shape and (dark <= x + 1e-6).all() and (dark >= 0).all()
+    assert torch.allclose(brightness_ratio(0.25 * x, x), torch.full((2,), 0.25), atol=1e-5)
+
+
+def test_tml_learns_to_enhance_beyond_the_dark_input(tml_run):
+    with RunReader(tml_run) as r:
+        df = r.scalars(["psnr", "psnr_input", "psnr_pm", "ssim", "ssim_input", "stage", "tm_l1"])
+        events = r.events()["message"].tolist()
+        snap = r.snapshot("lowlight")
+    first, last = df["psnr"].dropna().iloc[0], df["psnr"].dropna().iloc[-1]
+    floor = df["psnr_input"].dropna().iloc[-1]
+    print(f"\nTML held-out synthetic pairs: dark input PSNR {floor:.2f} dB, before training {first:.2f}, after "
+          f"{last:.2f} (PM alone {df['psnr_pm'].dropna().iloc[-1]:.2f}); SSIM input "
+          f"{df['ssim_input'].dropna().iloc[-1]:.3f} -> {df['ssim'].dropna().iloc[-1]:.3f}")
+    assert last > floor + 3.0  # clearly better than leaving the image dark
+    assert df["ssim"].dropna().iloc[-1] > df["ssim_input"].dropna().iloc[-1]
+    assert sorted(df["stage"].dropna().unique().tolist()) == [0.0, 1.0, 2.0]
+    assert df["tm_l1"].dropna().iloc[-1] < df["tm_l1"].dropna().iloc[0]  # the troublemaker fitted the family
+    assert sum("TML stage" in e for e in events) == 3
+    # the image triplets for the app: input / first stage (PM) / enhanced (PM+EM) / reference
+    assert snap.info["stages"] == ["pm", "pm+em"]
+    n = len(snap["input"])
+    for key in ("input", "first_stage", "enhanced", "reference"):
+        assert snap[key].dtype == np.uint8 and snap[key].shape[:2] == (n, 3)
+    assert snap["enhanced"].mean() > snap["input"].mean()
+
+
+def test_tml_resume_keeps_the_stage_plan(tml_run, tmp_path):
+    shutil.copytree(tml_run, tmp_path / "tml")
+    result = workbench.train(method="tml", epochs=21, tm_epochs=2, em_epochs=5, lr=3e-3, runs_dir=str(tmp_path),
+                             run_name="tml", resume=True, **SMALL)
+    assert result.status == "finished" and result.step == 21 * 16
+    m = load_enhancer(tmp_path / "tml")
+    assert m.stage_ends.tolist() == [32, 240, 320] and m.em_trained
+
+
+def test_zerodce_trains_and_brightens(tmp_path):
+    result = workbench.train(method="zerodce", epochs=2, runs_dir=str(tmp_path), run_name="dce", **SMALL)
+    with RunReader(result.run_dir) as r:
+        df = r.scalars(["psnr", "psnr_input", "brightness", "loss"])
+    print(f"\nZero-DCE 2 epochs: PSNR {df['psnr'].dropna().iloc[0]:.2f} -> {df['psnr'].dropna().iloc[-1]:.2f} "
+          f"(dark input {df['psnr_input'].dropna().iloc[-1]:.2f}), brightness {df['brightness'].dropna().iloc[-1]:.3f}")
+    assert df["psnr"].dropna().iloc[-1] > df["psnr_input"].dropna().iloc[-1]
+    assert df["loss"].dropna().iloc[-1] < df["loss"].dropna().iloc[0]
+
+
+def test_enhance_cli_reports_every_bad_file_and_keeps_going(tml_run, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((37, 53, 3)) * 80).astype(np.uint8)).save(src / "odd.png")
+    Image.fromarray((rng.random((20, 30)) * 60).astype(np.uint8)).save(src / "gray.png")
+    Image.fromarray((rng.random((24, 24, 4)) * 90).astype(np.uint8), "RGBA").save(src / "rgba.png")
+    Image.fromarray((rng.random((16, 18)) * 9000).astype(np.uint16)).save(src / "deep16.png")
+    (src / "notes.png").write_text("this is not an image")
+    good = src / "cut.jpg"
+    Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(good)
+    good.write_bytes(good.read_bytes()[: good.stat().st_size // 2])  # truncated
+    out = tmp_path / "out"
+    p = subprocess.run([sys.executable, "-m", "workbench", "enhance", str(src), "--run", str(tml_run), "--out",
+                        str(out)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1, p.stderr  # some files failed, and the command says so
+    assert "notes.png" in p.stderr and "cut.jpg" in p.stderr and "4 enhanced" in p.stderr
+    for name, size in (("odd", (53, 37)), ("gray", (30, 20)), ("rgba", (24, 24)), ("deep16", (18, 16))):
+        with Image.open(out / f"{name}_enhanced.png") as im:
+            assert im.size == size and im.mode == "RGB"
+
+
+def test_enhance_refuses_a_run_that_does_not_enhance(tmp_path):
+    workbench.train(dataset="digits", epochs=1, batch_size=128, progress=False, runs_dir=str(tmp_path),
+                    run_name="simclr", probe_size=100)
+    with pytest.raises(ConfigError, match="does not enhance images"):
+        load_enhancer(tmp_path / "simclr")
+    p = subprocess.run([sys.executable, "-m", "workbench", "enhance", str(tmp_path), "--run", "simclr", "--runs-dir",
+                        str(tmp_path), "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "does not enhance images" in p.stderr
+
+
+def test_images_page_shows_triplets_curves_and_a_wipe(tml_run, tmp_path):
+    shutil.copytree(tml_run, tmp_path / "tml")
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.session_state["runs_dir"] = str(tmp_path)
+    at.run()
+    at.switch_page("views/images.py").run()
+    assert not at.exception, at.exception
+    captions = [c for im in at.get("image") for c in [im.proto.imgs[0].caption]] if at.get("image") else []
+    text = " ".join(m.value for m in at.markdown)
+    assert "held-out synthetic pairs" in text and "dark input" in text
+    assert len(at.get("plotly_chart")) == 2  # PSNR and SSIM over training
+    assert len(at.get("image")) >= 5, captions  # input, PM, enhanced, reference, wipe
+    at.slider(key="ll_wipe").set_value(10).run()
+    assert not at.exception
+    at.number_input(key="ll_image").set_value(3).run()
+    assert not at.exception
+    assert any(c.startswith("enhanced · PSNR") for c in captions) and "reference (normal light)" in captions
+    at.toggle(key="ll_follow").set_value(False).run()  # pick an earlier evaluation
+    at.select_slider[0].set_value(at.select_slider[0].options[0]).run()
+    assert not at.exception
+    assert "**Step 0**" in " ".join(m.value for m in at.markdown)
+
+
+@pytest.mark.parametrize("page", ["scores", "embeddings", "clusters"])
+def test_representation_pages_point_a_lowlight_run_to_the_images_page(tml_run, tmp_path, page):
+    shutil.copytree(tml_run, tmp_path / "tml")
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.session_state["runs_dir"] = str(tmp_path)
+    at.run()
+    at.switch_page(f"views/{page}.py").run()
+    assert not at.exception, at.exception
+    assert any("low-light enhancement run" in i.value and "Images" in i.value for i in at.info)

@@ -1,0 +1,69 @@
+"""Enhance user images with a trained low-light run (``workbench enhance``, the app's upload box).
+
+A run's checkpoint holds its configuration and weights; :func:`load_enhancer` rebuilds the method from them without
+the training data. Each image is read with :func:`workbench.data.imageio.read_image` (grayscale, RGBA, 16-bit and
+palette images converted; decompression bombs, truncated and non-image files refused with the file's name) and
+enhanced at its own size (the networks pad internally to their stride and crop back).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from workbench.config import ConfigError, TrainConfig
+from workbench.data.imageio import DEFAULT_MAX_PIXELS, ImageReadError, list_images, read_image, save_image
+from workbench.engine.device import resolve_device
+
+CHECKPOINT = "checkpoints/last.pt"
+
+
+def load_enhancer(run_dir: str | os.PathLike, device: str = "cpu"):
+    """The low-light method of a run, with its last checkpoint's weights, in eval mode on ``device``."""
+    from workbench.methods import METHODS
+
+    path = Path(run_dir) / CHECKPOINT
+    if not path.exists():
+        raise ConfigError(f"run {run_dir}: no checkpoint at {path} (a run saves one at the end of each epoch)")
+    dev = resolve_device(device)
+    state = torch.load(path, map_location=dev, weights_only=True)
+    cfg = TrainConfig.from_dict(state["config"])
+    if not cfg.lowlight:
+        low = sorted(n for n, m in METHODS.items() if getattr(m, "kind", "") == "lowlight")
+        raise ConfigError(f"run {run_dir} trained {cfg.method!r}, which does not enhance images; choose a run of "
+                          f"{' or '.join(low)}")
+    method = METHODS[cfg.method].from_config(cfg, None, None, None)
+    method.load_state_dict(state["model"])
+    return method.to(dev).eval()
+
+
+@torch.no_grad()
+def enhance_array(method, image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) float in [0, 1] -> the enhanced (H, W, 3) float32 in [0, 1]."""
+    device = next(method.parameters()).device
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
+    return method.enhance(x)[0].permute(1, 2, 0).float().cpu().numpy()
+
+
+def enhance_files(method, source: str | os.PathLike, out_dir: str | os.PathLike,
+                  max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True):
+    """Enhance one image or every image of a folder into ``out_dir`` as ``<stem>_enhanced.png``.
+
+    Never stops at a bad file: returns ``(written, failed)`` with ``failed`` a list of ``(path, reason)``."""
+    from tqdm import tqdm
+
+    paths = list_images(source)
+    written, failed = [], []
+    for path in tqdm(paths, unit="image", disable=not progress or len(paths) < 2, desc="enhance"):
+        try:
+            out = enhance_array(method, read_image(path, max_pixels=max_pixels))
+            target = Path(out_dir) / f"{path.stem}_enhanced.png"
+            save_image(target, out)
+            written.append(target)
+        except ImageReadError as e:
+            failed.append((path, str(e)))
+        except (RuntimeError, MemoryError) as e:  # e.g. out of memory on a huge image: the next file still runs
+            failed.append((path, f"{type(e).__name__}: {e}"))
+    return written, failed

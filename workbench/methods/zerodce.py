@@ -1,0 +1,53 @@
+"""Zero-DCE: Zero-Reference Deep Curve Estimation for Low-Light Image Enhancement (Guo et al., CVPR 2020).
+
+A small network (DCE-Net, 79,416 parameters) predicts, for every pixel and channel, the parameters of ``n = 8``
+quadratic light-enhancement curves applied in turn::
+
+    LE_k(x) = LE_{k-1}(x) + r_k (LE_{k-1}(x)^2 - LE_{k-1}(x)),    r_k = tanh(DCE-Net(x))_k in [-1, 1]
+
+trained without any reference image by four non-reference losses (weights of the official code)::
+
+    L = L_spa + 10 L_exp + 5 L_col + 200 L_tv(r)
+
+Here it is the baseline a user would pick instead of TML: it trains on the same normal-light patches, but sees
+only their pseudo low-light versions from the degradation family (never the normal images). The official
+training clips gradients at 0.1 and uses Adam at 1e-4; the workbench's engine uses its own optimiser settings.
+"""
+from __future__ import annotations
+
+import torch
+
+from workbench.data.lowlight import Degradation
+from workbench.losses.zerodce import zero_dce_loss
+from workbench.methods.base import StepOutput
+from workbench.methods.lowlight import LowLightMethod
+from workbench.nn.zerodce import DCENet
+
+
+class ZeroDCE(LowLightMethod):
+    name = "zerodce"
+
+    def __init__(self, iterations: int = 8, degradation: Degradation | None = None):
+        super().__init__(degradation)
+        self.net = DCENet(iterations=iterations)
+
+    @classmethod
+    def from_config(cls, cfg, backbone, views, bundle):
+        return cls(iterations=cfg.dce_iterations)
+
+    def step(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:
+        x = self.augment(images, generator)
+        with torch.no_grad():
+            low = self.degradation(x, generator)[0]
+        enhanced, curves = self.net(low)
+        loss, parts = zero_dce_loss(low.float(), enhanced.float(), curves.float())
+        return StepOutput(loss=loss, logs=parts)
+
+    @torch.no_grad()
+    def enhance_stages(self, low: torch.Tensor) -> dict[str, torch.Tensor]:
+        was = self.training
+        self.eval()
+        try:
+            return {"zerodce": self.net(low)[0].clamp(0, 1)}
+        finally:
+            self.train(was)
