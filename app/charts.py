@@ -93,3 +93,15 @@ def heatmap(z: np.ndarray, x: list, y: list, title: str, xlabel: str, ylabel: st
     fig.update_xaxes(type="category")
     fig.update_yaxes(type="category", autorange="reversed")
     return _layout(fig, title, xlabel, ylabel, height=420)
+
+
+def before_after(before: np.ndarray, after: np.ndarray, fraction: float) -> np.ndarray:
+    """A wipe between two (H, W, 3) uint8 images: ``after`` left of ``fraction`` of the width, ``before`` right of
+    it, with a one-pixel white divider."""
+    w = before.shape[1]
+    cut = int(round(fraction * w))
+    out = before.copy()
+    out[:, :cut] = after[:, :cut]
+    if 0 < cut < w:
+        out[:, cut] = 255
+    return out

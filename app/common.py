@@ -7,6 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from workbench.methods import is_lowlight
 from workbench.runs import RunReader, RunStoreError, list_runs
 from workbench.runs.follow import RunFollower
 from layouts import run_created
@@ -40,6 +41,21 @@ def pick_run(label: str = "Run", key: str = "run") -> str | None:
     choice = st.sidebar.selectbox(label, names, index=index, key=f"{key}_picker")
     st.session_state["selected_run"] = choice
     return choice
+
+
+def learns_embeddings(name: str, what: str) -> bool:
+    """False, with a note pointing to the Images page, when ``name`` is a low-light enhancement run (it has no
+    ``what``: no embedding, no pos/neg scores, no clusters)."""
+    reader = open_reader(name)
+    if reader is None:
+        return False
+    with reader:
+        method = reader.meta.get("method")
+    if is_lowlight(method):
+        st.info(f"`{name}` is a low-light enhancement run ({method}): an image-to-image network has no {what}. "
+                "Its input / enhanced / reference images and PSNR/SSIM curves are on the **Images** page.")
+        return False
+    return True
 
 
 def pick_runs(label: str = "Runs to compare", key: str = "compare") -> list[str]:
@@ -84,9 +100,12 @@ def status_line(reader: RunReader) -> None:
     status, meta = reader.status(), reader.meta
     cfg = meta.get("config") or {}
     total = meta.get("total_steps") or 0
+    lowlight = is_lowlight(meta.get("method"))
+    knob = f"{cfg.get('patch_size')} px patches" if lowlight else f"tau {cfg.get('tau')}"
+    model = "" if lowlight else f" · {meta.get('backbone', '')}"
     st.caption(f"**{status.state}** · step {status.step}/{total} · epoch {meta.get('epoch', 0)}/"
-               f"{cfg.get('epochs', '?')} · {meta.get('method')} on {meta.get('dataset')} · tau {cfg.get('tau')}"
-               f" · batch {cfg.get('batch_size')} · {meta.get('backbone', '')} on {meta.get('device', '?')}")
+               f"{cfg.get('epochs', '?')} · {meta.get('method')} on {meta.get('dataset')} · {knob}"
+               f" · batch {cfg.get('batch_size')}{model} on {meta.get('device', '?')}")
     if total:
         st.progress(min(1.0, status.step / total))
     if status.state == "failed":

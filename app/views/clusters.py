@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 import charts
-from common import REFRESH, snapshots, follower, open_reader, pick_run, runs_dir
+from common import REFRESH, learns_embeddings, snapshots, follower, open_reader, pick_run, runs_dir
 from layouts import load_array, load_snapshot, upscale
 from workbench.data import image_grid
 from workbench.diagnostics.clustering import cluster_scores, matched_confusion, occupancy
@@ -85,7 +85,7 @@ def show(name: str) -> None:
                                                                    for i, c in enumerate(order)))
 
 
-if name:
+if name and learns_embeddings(name, "clusters"):
     reader = open_reader(name)
     if reader is not None:
         with reader:

@@ -7,6 +7,7 @@ import streamlit as st
 
 from common import REFRESH, open_reader, readable_runs, runs_dir
 from workbench.config import ConfigError, TrainConfig
+from workbench.data.lowlight import load_lowlight_dataset
 from workbench.data.registry import DATASETS, DatasetUnavailable, load_dataset
 from workbench.methods import METHODS
 from workbench.engine import launch
@@ -45,12 +46,15 @@ st.subheader("Start a run")
 with st.form("new_run"):
     c1, c2, c3 = st.columns(3)
     method = c1.selectbox("method", sorted(METHODS), index=sorted(METHODS).index("simclr"))
-    dataset = c2.selectbox("dataset", list(DATASETS) + ["folder:"], help="folder: takes the path below")
+    dataset = c2.selectbox("dataset", list(DATASETS) + ["photos", "folder:"],
+                           help="photos: scikit-image's photographs, for the low-light methods (tml, zerodce); "
+                                "folder: takes the path below")
     folder = c3.text_input("image folder (for folder:)", "")
     c4, c5, c6, c7 = st.columns(4)
     defaults = TrainConfig()
     epochs = c4.number_input("epochs", 1, 10000, 50)
-    batch_size = c5.number_input("batch size", 2, 8192, defaults.batch_size)
+    batch_size = c5.number_input("batch size (0 = the method's default)", 0, 8192, 0,
+                                 help="256 for contrastive methods, 16 for low-light methods")
     tau = c6.number_input("temperature tau", 0.001, 10.0, defaults.tau, step=0.05, format="%.3f")
     lr = c7.number_input("learning rate (0 = default)", 0.0, 10.0, 0.0, format="%.5f")
     c8, c9, c10, c11 = st.columns(4)
@@ -71,12 +75,19 @@ with st.form("new_run"):
         pretrain_epochs = m7.number_input("DEPICT / G-SimCLR autoencoder epochs", 0.0, 1000.0,
                                           defaults.pretrain_epochs)
         feature_block = m8.number_input("RotNet feature block (0 = last)", 0, 4, 0)
+        l1, l2, l3, l4 = st.columns(4)
+        troublemaker = l1.selectbox("TML troublemaker", TrainConfig.CHOICES["troublemaker"])
+        ugdc_width = l2.number_input("TML UGDC width (paper 64)", 2, 256, defaults.ugdc_width)
+        ugdc_levels = l3.number_input("TML UGDC levels (paper 5)", 1, 7, defaults.ugdc_levels)
+        patch_size = l4.number_input("low-light patch size", 8, 1024, defaults.patch_size)
     submitted = st.form_submit_button("Start training")
 
 if submitted:
     name = f"folder:{folder}" if dataset == "folder:" else dataset
     try:
-        cfg = TrainConfig(method=method, dataset=name, epochs=int(epochs), batch_size=int(batch_size), tau=float(tau),
+        cfg = TrainConfig(method=method, dataset=name, epochs=int(epochs), batch_size=int(batch_size) or None,
+                          tau=float(tau), troublemaker=troublemaker, ugdc_width=int(ugdc_width),
+                          ugdc_levels=int(ugdc_levels), patch_size=int(patch_size),
                           lr=float(lr) or None, optimizer=optimizer, log_every=int(log_every), device=device,
                           run_name=run_name.strip() or None, runs_dir=runs_dir(), download=download,
                           moco_momentum=float(moco_momentum), queue_size=int(queue_size), ft_pos=ft_pos,
@@ -84,8 +95,10 @@ if submitted:
                           pretrain_epochs=float(pretrain_epochs), feature_block=int(feature_block) or None)
         if cfg.run_name and (Path(cfg.runs_dir) / cfg.run_name / "run.db").exists():
             raise ConfigError(f"run name {cfg.run_name!r} is taken: choose another")
-        if not download:
-            load_dataset(cfg.dataset, cfg.data_root, False, cfg.image_size)  # fail here, not in the background
+        if cfg.lowlight:  # fail here, not in the background
+            load_lowlight_dataset(cfg.dataset, patch_size=cfg.patch_size, n_train=8)
+        elif not download:
+            load_dataset(cfg.dataset, cfg.data_root, False, cfg.image_size)
         proc, run_dir = launch.launch(cfg)
         st.session_state.setdefault("launched", {})[str(run_dir)] = proc
         st.session_state["selected_run"] = run_dir.name
