@@ -15,7 +15,7 @@ import workbench
 from workbench import TrainConfig
 from workbench.config import ConfigError
 from workbench.engine.enhance import load_enhancer
-from workbench.methods.tml import TML, Troublemaker, brightness_ratio
+from workbench.methods.tml import TML, Troublemaker, brightness_ratio, darkness_code
 from workbench.runs import RunReader
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "Home.py")
@@ -54,12 +54,22 @@ def test_tml_stages_follow_the_plan_and_end_stage_moves_them():
     assert synthetic.troublemaker is None and synthetic.stage(0) == 1  # no troublemaker stage at all
 
 
-def test_troublemaker_only_darkens_and_is_conditioned_on_brightness():
+def test_troublemaker_only_darkens_and_starts_at_the_brightness_ratio():
     tm = Troublemaker()
-    x = torch.rand(2, 3, 20, 24)
-    dark = tm(x, torch.tensor([0.2, 0.8]))
+    x = torch.rand(2, 3, 20, 24) * 0.9 + 0.05
+    dark = tm(x, torch.tensor([[0.2, 2.0], [0.8, 1.0]]))
     assert dark.shape == x.shape and (dark <= x + 1e-6).all() and (dark >= 0).all()
-    assert torch.allclose(brightness_ratio(0.25 * x, x), torch.full((2,), 0.25), atol=1e-5)
+    ratio = brightness_ratio(dark, x)  # untrained: about c * x (the smooth min(log c, 0) is a little below log c)
+    assert 0.1 < ratio[0] < 0.2 and 0.4 < ratio[1] < 0.8, ratio
+
+
+def test_darkness_code_recovers_brightness_ratio_and_gamma():
+    x = torch.rand(3, 3, 16, 16) * 0.6 + 0.4  # dark stays above the 1/255 floor of the logs
+    dark = 0.5 * x ** torch.tensor([1.0, 2.0, 3.5]).view(3, 1, 1, 1)
+    code = darkness_code(dark, x)
+    naive = [float((d.mean() / xi.mean())) for d, xi in zip(dark, x)]
+    assert torch.allclose(code[:, 0], torch.tensor(naive), atol=1e-5)
+    assert torch.allclose(code[:, 1], torch.tensor([1.0, 2.0, 3.5]), atol=1e-4)
 
 
 def test_tml_learns_to_enhance_beyond_the_dark_input(tml_run):
@@ -168,3 +178,29 @@ def test_representation_pages_point_a_lowlight_run_to_the_images_page(tml_run, t
     at.switch_page(f"views/{page}.py").run()
     assert not at.exception, at.exception
     assert any("low-light enhancement run" in i.value and "Images" in i.value for i in at.info)
+
+
+def test_tml_fits_its_troublemaker_to_lol_pairs_and_scores_them(tmp_path):
+    """With ``lol_dir``, stage 0 learns from the user's real pairs (their brightness ratio, here 0.45: far from the synthetic family's) and every
+    evaluation also scores the pairs (``lol_psnr`` next to ``lol_psnr_input``)."""
+    from skimage import data
+
+    for sub in ("low", "high"):
+        (tmp_path / "lol" / "our485" / sub).mkdir(parents=True)
+    for i, photo in enumerate([data.astronaut(), data.coffee(), data.chelsea()]):
+        high = photo[:48, :56]
+        Image.fromarray(high).save(tmp_path / "lol" / "our485" / "high" / f"{i}.png")
+        Image.fromarray((high * 0.45).round().astype(np.uint8)).save(tmp_path / "lol" / "our485" / "low" / f"{i}.png")
+    result = workbench.train(method="tml", epochs=3, tm_epochs=1, em_epochs=1, lol_dir=str(tmp_path / "lol"),
+                             runs_dir=str(tmp_path / "runs"), run_name="lol",
+                             **{**SMALL, "patches": 64, "ugdc_width": 4, "ugdc_levels": 2})
+    assert result.status == "finished"
+    with RunReader(result.run_dir) as r:
+        df = r.scalars(["lol_psnr", "lol_psnr_input", "lol_ssim"])
+    assert len(df["lol_psnr"].dropna()) == 4 and df["lol_psnr_input"].dropna().iloc[0] < 20
+    m = load_enhancer(result.run_dir)
+    seen = m.codes[: int(m.codes_seen), 0]
+    assert abs(float(seen.mean()) - 0.45) < 0.03, seen  # the ratios of the pairs, not of the synthetic family
+    with pytest.raises(Exception, match="LOL pairs"):
+        workbench.train(method="tml", epochs=1, lol_dir=str(tmp_path / "absent"), runs_dir=str(tmp_path / "runs"),
+                        run_name="absent", **SMALL)

@@ -4,8 +4,8 @@ Training sees normal-light images only. A troublemaker model (TM) makes pseudo l
 predicting model (PM) brightens those back, and an enhancing model (EM) refines PM's output by predicting a
 residual that is subtracted (the public inference code)::
 
-    stage 0  TM:  min  || TM(x, c) - D(x; theta) ||_1          (fit to the degradation family D, or to LOL pairs)
-    stage 1  PM:  min  l(PM(x_low), x),         x_low = TM(x, c) + noise   (or D(x; theta) when TM is synthetic)
+    stage 0  TM:  min  || TM(x, code) - D(x; theta) ||_1          (fit to the degradation family D, or to LOL pairs)
+    stage 1  PM:  min  l(PM(x_low), x),         x_low = TM(x, code) + noise   (or D(x; theta) when TM is synthetic)
     stage 2  EM:  min  l(y - EM(y), x),         y = PM(x_low), PM frozen
     inference:    out = y - EM(y),  y = PM(x_low)
 
@@ -13,12 +13,14 @@ with ``l = smooth_L1 + w_ssim (1 - SSIM)`` (the paper's losses were not retrieva
 usual choice). PM and EM are UGDC networks (a UNet with Global Dynamic Convolution blocks). Inputs to PM and EM are
 normalised with ImageNet mean/std as in the public code; their outputs are images in [0, 1].
 
-The learned TM is a small dilated convnet ``TM(x, c) = x * exp(-softplus(-(log c + f([x, c]))))`` (it can only
-darken; with ``f = 0``, its initialisation, it is about ``c * x``) conditioned on the target brightness ratio
-``c = mean(x_low) / mean(x)``: fitted to the synthetic family (random
-exposure, gamma and colour shift), or to the user's paired images (``lol_dir``), where ``c`` is each pair's own
-ratio. When it makes training data it draws ``c`` from the ratios it saw while fitting, and Poisson-Gaussian sensor
-noise of the family is added to its output (the TM models the tone and colour of darkness, not the noise).
+The learned TM (:class:`Troublemaker`) is a global tone curve ``k x^s`` times a learned local correction
+``exp(f([x, c, s]))`` (a small dilated convnet, zero at initialisation), conditioned on a two-number code of the
+darkness it should produce (:func:`darkness_code`): the brightness ratio ``c = mean(x_low) / mean(x)`` and the
+tone-curve exponent ``s``, the slope of ``log x_low`` against ``log x`` (``s = gamma`` for ``x_low = k x^gamma``).
+It is fitted to the synthetic family (random exposure, gamma and colour shift), or to the user's paired images
+(``lol_dir``), each target with its own code. When it makes training data it draws codes from those it saw while
+fitting, and Poisson-Gaussian sensor noise of the family is added to its output (the TM models the tone and
+colour of darkness, not the noise).
 """
 from __future__ import annotations
 
@@ -38,15 +40,19 @@ STAGES = ("troublemaker", "predicting", "enhancing")
 
 
 class Troublemaker(nn.Module):
-    """``TM(x, c) = x * exp(-softplus(-(log c + f([x, c]))))``: a per-pixel, per-channel darkening of ``x`` (in
-    [0, 1]) conditioned on the brightness ratio ``c`` (N,), broadcast as a fourth input channel. The exponent is a
-    smooth ``min(log c + f, 0)``: ``f`` starts at zero (last conv zero-initialised), so an untrained TM already
-    scales by about ``c`` and training learns the tone curve and colour around it. Dilations 1-2-4-8 give ``f`` a
-    31-pixel receptive field so the darkening can depend on the neighbourhood (local tone curves)."""
+    """A per-pixel, per-channel darkening of ``x`` (in [0, 1]) conditioned on ``code = (c, s)`` (N, 2) of
+    :func:`darkness_code`::
+
+        TM(x, c, s) = x * exp(-softplus(-(log t - log x + f([x, c, s]))))      a smooth min(t e^f, x)
+        t = k x^s,   k = c mean(x) / mean(x^s)                                 the global tone curve of the code
+
+    ``f`` starts at zero (last conv zero-initialised), so an untrained TM already has the code's brightness and
+    contrast; training learns the colour and the local departures from one global curve. Dilations 1-2-4-8 give
+    ``f`` a 31-pixel receptive field (local tone curves). The code is broadcast as two more input channels."""
 
     def __init__(self, width: int = 16):
         super().__init__()
-        layers, ch = [], 4
+        layers, ch = [], 5
         for d in (1, 2, 4, 8):
             layers += [nn.Conv2d(ch, width, 3, padding=d, dilation=d), nn.ReLU(inplace=True)]
             ch = width
@@ -55,15 +61,31 @@ class Troublemaker(nn.Module):
         nn.init.zeros_(layers[-1].bias)
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        cond = c.view(-1, 1, 1, 1).expand(-1, 1, *x.shape[-2:]).to(x.dtype)
-        log_c = cond.clamp_min(1e-4).log()
-        return x * torch.exp(-F.softplus(-(log_c + self.net(torch.cat([x, cond], dim=1)))))
+    def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        cond = (code * CODE_SCALE.to(code)).view(-1, 2, 1, 1).expand(-1, 2, *x.shape[-2:]).to(x.dtype)
+        c, s = (code[:, i].view(-1, 1, 1, 1).to(x.dtype) for i in (0, 1))
+        log_x = x.clamp_min(1 / 255).log()
+        log_k = (c.clamp_min(1e-4) * x.mean((1, 2, 3), keepdim=True)).log() - \
+            (s * log_x).exp().mean((1, 2, 3), keepdim=True).log()
+        return x * torch.exp(-F.softplus(-(log_k + (s - 1) * log_x + self.net(torch.cat([x, cond], dim=1)))))
+
+
+CODE_SCALE = torch.tensor([1.0, 0.25])  # brings s (about 1 to 5) to the range of c as a network input
 
 
 def brightness_ratio(dark: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``c = mean(dark) / mean(x)`` per image (N,), clamped to (0, 1]."""
     return (dark.mean(dim=(1, 2, 3)) / x.mean(dim=(1, 2, 3)).clamp_min(1e-3)).clamp(1e-3, 1.0)
+
+
+def darkness_code(dark: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``(c, s)`` per image (N, 2): the brightness ratio and the least-squares slope of ``log dark`` against
+    ``log x`` over the pixels (``s = gamma`` when ``dark = k x^gamma``), clamped to [0.25, 8]; logs of values
+    below 1/255 are floored there."""
+    lx, ld = (t.float().clamp_min(1 / 255).log().flatten(1) for t in (x, dark))
+    lx, ld = lx - lx.mean(1, keepdim=True), ld - ld.mean(1, keepdim=True)
+    s = (lx * ld).sum(1) / (lx * lx).sum(1).clamp_min(1e-6)
+    return torch.stack([brightness_ratio(dark, x), s.clamp(0.25, 8.0)], dim=1)
 
 
 class TML(LowLightMethod):
@@ -85,8 +107,8 @@ class TML(LowLightMethod):
         self.ssim_weight, self.patch_size = ssim_weight, patch_size
         self.pairs = pairs or []  # (low, high) float (3, H, W) tensors for fitting the TM to real darkness
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
-        self.register_buffer("ratios", torch.zeros(4096))  # brightness ratios seen while fitting the TM
-        self.register_buffer("ratios_seen", torch.zeros((), dtype=torch.long))
+        self.register_buffer("codes", torch.zeros(4096, 2))  # darkness codes (c, s) seen while fitting the TM
+        self.register_buffer("codes_seen", torch.zeros((), dtype=torch.long))
 
     @classmethod
     def from_config(cls, cfg, backbone, views, bundle):
@@ -124,11 +146,11 @@ class TML(LowLightMethod):
         return int(self.steps_done) > int(self.stage_ends[1])
 
     # ------------------------------------------------------------------ pseudo low-light images
-    def _record_ratios(self, c: torch.Tensor) -> None:
-        n = len(self.ratios)
-        pos = (int(self.ratios_seen) + torch.arange(len(c), device=c.device)) % n
-        self.ratios[pos] = c.detach().float()
-        self.ratios_seen += len(c)
+    def _record_codes(self, code: torch.Tensor) -> None:
+        n = len(self.codes)
+        pos = (int(self.codes_seen) + torch.arange(len(code), device=code.device)) % n
+        self.codes[pos] = code.detach().float()
+        self.codes_seen += len(code)
 
     def _pair_crops(self, n: int, generator: torch.Generator, device) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` aligned random crops (low, high) from the user's pairs (upscaled where a pair is smaller)."""
@@ -152,13 +174,13 @@ class TML(LowLightMethod):
     def make_low_light(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Pseudo low-light versions of normal-light ``x``: the fitted TM plus sensor noise, or the family itself."""
         params = self.degradation.sample(len(x), generator, x.device)
-        if self.troublemaker is None or int(self.ratios_seen) == 0:
+        if self.troublemaker is None or int(self.codes_seen) == 0:
             return self.degradation.apply(x, params, generator)
-        seen = min(int(self.ratios_seen), len(self.ratios))
-        c = self.ratios[torch.randint(seen, (len(x),), generator=generator, device=x.device)]
+        seen = min(int(self.codes_seen), len(self.codes))
+        code = self.codes[torch.randint(seen, (len(x),), generator=generator, device=x.device)]
         was = self.troublemaker.training
         self.troublemaker.eval()
-        dark = self.troublemaker(x, c)
+        dark = self.troublemaker(x, code)
         self.troublemaker.train(was)
         return self.degradation.add_noise(dark, params, generator)
 
@@ -176,9 +198,9 @@ class TML(LowLightMethod):
                 target, x = low, high
             else:
                 target = self.degradation.noiseless(x, self.degradation.sample(len(x), generator, x.device))
-            c = brightness_ratio(target, x)
-            self._record_ratios(c)
-            loss = F.l1_loss(self.troublemaker(x, c), target)
+            code = darkness_code(target, x)
+            self._record_codes(code)
+            loss = F.l1_loss(self.troublemaker(x, code), target)
             return StepOutput(loss=loss, logs={"stage": 0.0, "tm_l1": loss.item()}, notes=notes)
         low = self.make_low_light(x, generator)
         if stage == 1:
