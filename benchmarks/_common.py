@@ -21,6 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run from anywhere without installing the package
     sys.path.insert(0, str(REPO))
 
+from workbench.engine.callbacks import Callback  # noqa: E402
+
 
 def setup_threads(n: int = 2) -> int:
     """Use ``n`` intra-op threads (default 2, the size of the reference machine) and one inter-op thread."""
@@ -61,3 +63,25 @@ def machine_line() -> str:
 
 def goal(ok: bool) -> str:
     return "met" if ok else "NOT met"
+
+
+class Budget(Callback):
+    """A trainer callback that sets ``trainer.stop_event`` after the first step ending ``budget`` seconds after
+    ``on_fit_start``: every contender of a comparison trains for the same wall-clock time."""
+
+    def __init__(self, budget: float):
+        self.budget = budget
+        self.t0 = self.t_end = 0.0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def on_fit_start(self, trainer) -> None:
+        self.t0 = time.perf_counter()
+
+    def on_step_end(self, trainer, out) -> None:
+        if self.elapsed() >= self.budget:
+            trainer.stop_event.set()
+
+    def on_fit_end(self, trainer, status: str) -> None:
+        self.t_end = time.perf_counter()

@@ -1,9 +1,9 @@
 """Run the benchmarks in sequence, each in its own process, and print their Markdown tables.
 
-Quick settings (about 16 minutes on 2 idle CPU cores, 10 of them the method zoo); ``--full`` uses each script's
+Quick settings (about 19 minutes on 2 idle CPU cores, 10 of them the method zoo, 2.5 low-light); ``--full`` uses each script's
 own, longer defaults.
 
-    python benchmarks/run_all.py [--full] [--only augment,simclr,diagnostics,app,zoo]
+    python benchmarks/run_all.py [--full] [--only augment,simclr,diagnostics,app,zoo,lowlight]
     make bench
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ BENCHMARKS = {
     "diagnostics": ("diagnostics_overhead.py", ["--cycles-digits", "20", "--cycles-fashion", "6"]),
     "app": ("app_refresh.py", ["--reps", "2"]),
     "zoo": ("zoo.py", ["--budget", "60"]),
+    "lowlight": ("lowlight.py", ["--budget", "60"]),
 }
 
 

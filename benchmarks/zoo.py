@@ -61,13 +61,11 @@ import time
 from dataclasses import dataclass, field
 
 import _common  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
-from _common import machine_line, markdown_table, median, setup_threads
+from _common import Budget, machine_line, markdown_table, median, setup_threads
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from workbench.engine.callbacks import Callback
 
 WORKBENCH_METHODS = ["simclr", "moco", "swav", "rotnet", "gsimclr", "depict"]
 LIGHTLY_METHODS = ["simclr", "moco", "swav"]
@@ -155,24 +153,6 @@ def same_weights(a: nn.Module, b: nn.Module) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ workbench
-class Budget(Callback):
-    """Sets ``trainer.stop_event`` after the first step that ends ``budget`` seconds after ``on_fit_start``."""
-
-    def __init__(self, budget: float):
-        self.budget = budget
-        self.t0 = self.t_end = 0.0
-
-    def on_fit_start(self, trainer) -> None:
-        self.t0 = time.perf_counter()
-
-    def on_step_end(self, trainer, out) -> None:
-        if time.perf_counter() - self.t0 >= self.budget:
-            trainer.stop_event.set()
-
-    def on_fit_end(self, trainer, status: str) -> None:
-        self.t_end = time.perf_counter()
-
-
 def run_workbench(method: str, args, runs_dir: str, reference: nn.Module) -> tuple[Result, object]:
     from workbench import TrainConfig
     from workbench.engine.callbacks import EpochEvaluation
