@@ -7,19 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from _nbtools import code, md, write
 
-HERE = Path(__file__).resolve().parent
-OUT = HERE / "02_lowlight.ipynb"
-
-
-def md(text: str):
-    return new_markdown_cell(text.strip("\n"))
-
-
-def code(text: str):
-    return new_code_cell(text.strip("\n"))
+OUT = Path(__file__).resolve().parent / "02_lowlight.ipynb"
 
 
 cells = [
@@ -300,15 +290,6 @@ fig.show()
 """),
 ]
 
-for i, cell in enumerate(cells):
-    cell.id = f"lowlight-{i:02d}"  # stable ids: regenerating gives an identical file
-
-nb = new_notebook(cells=cells, metadata={
-    "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
-    "language_info": {"name": "python"},
-})
 
 if __name__ == "__main__":
-    nbformat.validate(nb)
-    nbformat.write(nb, OUT)
-    print(f"wrote {OUT} ({len(cells)} cells)")
+    write(cells, OUT, "lowlight")

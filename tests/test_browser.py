@@ -31,8 +31,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def live_app(tmp_path):
+def serve(tmp_path, train_args: list[str]):
+    """The app on a free port and a training run (``workbench train`` + ``train_args``) it follows."""
     assert Path(CHROMIUM).exists(), "the browser test needs Debian's chromium: apt-get install chromium"
     port = free_port()
     runs = tmp_path / "runs"
@@ -40,9 +40,8 @@ def live_app(tmp_path):
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     app = subprocess.Popen([sys.executable, "-m", "workbench", "app", "--runs-dir", str(runs), "--port", str(port)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
-    train = subprocess.Popen([sys.executable, "-m", "workbench", "train", "--runs-dir", str(runs), "--run-name",
-                              "browser", "--epochs", "400", "--progress", "false", "--log-every", "5"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    train = subprocess.Popen([sys.executable, "-m", "workbench", "train", "--runs-dir", str(runs), "--progress",
+                              "false", *train_args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -53,7 +52,11 @@ def live_app(tmp_path):
             time.sleep(0.5)
     else:
         pytest.fail("streamlit did not come up within 120 s")
-    yield url
+    return url, (train, app)
+
+
+def stop(processes) -> None:
+    train, app = processes
     train.terminate()
     app.terminate()
     for p in (train, app):
@@ -61,6 +64,22 @@ def live_app(tmp_path):
             p.wait(timeout=20)
         except subprocess.TimeoutExpired:
             p.kill()
+
+
+@pytest.fixture
+def live_app(tmp_path):
+    url, processes = serve(tmp_path, ["--run-name", "browser", "--epochs", "400", "--log-every", "5"])
+    yield url
+    stop(processes)
+
+
+@pytest.fixture
+def live_lowlight_app(tmp_path):
+    url, processes = serve(tmp_path, ["--method", "tml", "--run-name", "lowlight", "--epochs", "400", "--patches",
+                                      "64", "--patch-size", "32", "--ugdc-width", "4", "--ugdc-levels", "2",
+                                      "--tm-epochs", "2", "--em-epochs", "2"])
+    yield url
+    stop(processes)
 
 
 def shown_step(page) -> int:
@@ -102,3 +121,28 @@ def test_pages_render_and_follow_training(live_app):
             page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
         browser.close()
     assert {f"{n}.png" for n in PAGES} <= {f.name for f in ARTIFACTS.glob("*.png")}
+
+
+def test_images_page_follows_a_lowlight_run(live_lowlight_app):
+    """Input / enhanced / reference with PSNR, the wipe, and the evaluation shown advancing as TML trains."""
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.goto(f"{live_lowlight_app}/images")
+        page.get_by_text(re.compile(r"enhanced · PSNR")).first.wait_for(timeout=120_000)
+        assert page.get_by_text("before / after").count() >= 1
+        assert page.locator("[data-testid=stImage]").count() >= 4
+        step = lambda: int(re.search(r"Step (\d+)", page.get_by_text(re.compile(r"Step \d+ \(epoch")).first  # noqa: E731
+                                     .inner_text()).group(1))
+        first, deadline = step(), time.time() + 60
+        later = first
+        while time.time() < deadline and later <= first:
+            time.sleep(1)
+            later = step()
+        assert later > first, "the evaluation shown did not advance while training wrote"
+        assert page.locator("[data-testid=stException]").count() == 0
+        page.screenshot(path=str(ARTIFACTS / "images_lowlight.png"), full_page=True)
+        browser.close()
