@@ -87,6 +87,13 @@ def test_tml_learns_to_enhance_beyond_the_dark_input(tml_run):
     assert sorted(df["stage"].dropna().unique().tolist()) == [0.0, 1.0, 2.0]
     assert df["tm_l1"].dropna().iloc[-1] < df["tm_l1"].dropna().iloc[0]  # the troublemaker fitted the family
     assert sum("TML stage" in e for e in events) == 3
+    from workbench.diagnostics.image_quality import perceptual_metrics_available
+
+    if perceptual_metrics_available()["lpips"]:  # no weights on disk: said once, never downloaded
+        assert sum(e.startswith("LPIPS not computed") for e in events) == 1
+    else:
+        with RunReader(tml_run) as r:
+            assert r.scalars(["lpips"])["lpips"].notna().any()
     # the image triplets for the app: input / first stage (PM) / enhanced (PM+EM) / reference
     assert snap.info["stages"] == ["pm", "pm+em"]
     n = len(snap["input"])

@@ -145,17 +145,25 @@ class LowLightEvaluation(Callback):
     images darkened once by the degradation family under a fixed seed), with the dark input's own scores logged
     beside them as the floor to beat (``psnr_input``); each stage of the method (TML: ``psnr_pm`` before the
     enhancing model); mean brightness and exposure error of the output; the same on the user's LOL pairs when
-    ``lol_dir`` is set (``lol_psnr``, ...); and input / enhanced / reference images of the first ``n_show`` pairs,
-    stored as arrays for the app."""
+    ``lol_dir`` is set (``lol_psnr``, ...); LPIPS (``lpips``) only where its weights are already on disk (an info
+    event says why not otherwise); and input / enhanced / reference images of the first ``n_show`` pairs, stored as
+    arrays for the app."""
 
     SEED = 4321
 
     def __init__(self, every: int = 1, n_show: int = 6, lol_dir: str | None = None, batch_size: int = 8):
         self.every, self.n_show, self.lol_dir, self.batch_size = every, n_show, lol_dir, batch_size
         self.sets: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+        self.lpips = False
 
     def on_fit_start(self, trainer) -> None:
         from workbench.data.views import image_grid
+        from workbench.diagnostics import image_quality as iq
+
+        why_not = iq.perceptual_metrics_available()["lpips"]
+        self.lpips = why_not is None
+        if why_not and trainer.step == 0:
+            trainer.writer.event(0, f"LPIPS not computed: {why_not}", "info")
 
         ref = trainer.bundle.test.images.float() / 255
         g = torch.Generator().manual_seed(self.SEED)
@@ -218,6 +226,8 @@ class LowLightEvaluation(Callback):
                 if key == final:
                     result[f"{prefix}brightness"] = float(np.mean([iq.mean_brightness(y).mean() for y in outs]))
                     result[f"{prefix}exposure_error"] = float(np.mean([iq.exposure_error(y).mean() for y in outs]))
+                    if self.lpips:
+                        result[f"{prefix}lpips"] = float(per_image(iq.lpips, outs).mean())
                     if prefix == "":
                         n = min(self.n_show, len(outs))
                         to8 = lambda xs: (torch.cat(xs[:n]) * 255).round().clamp(0, 255).to(torch.uint8)  # noqa
