@@ -100,6 +100,10 @@ def test_tml_learns_to_enhance_beyond_the_dark_input(tml_run):
     for key in ("input", "first_stage", "enhanced", "reference"):
         assert snap[key].dtype == np.uint8 and snap[key].shape[:2] == (n, 3)
     assert snap["enhanced"].mean() > snap["input"].mean()
+    from workbench.runs import list_runs
+
+    row = list_runs(tml_run.parent).set_index("name").loc["tml"]  # what `workbench runs` and the Runs page show
+    assert row["psnr"] == pytest.approx(last) and row["knn_acc"] is None
 
 
 def test_tml_resume_keeps_the_stage_plan(tml_run, tmp_path):

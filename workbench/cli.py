@@ -98,7 +98,8 @@ def cmd_train(args) -> int:
         print(f"workbench train: {e}", file=sys.stderr)
         return 2
     _stop_on_sigterm(trainer.stop_event)
-    print(f"run: {trainer.run_dir}  ({cfg.method} on {cfg.dataset}, {trainer.backbone_name} backbone, "
+    model = "" if cfg.lowlight else f", {trainer.backbone_name} backbone"
+    print(f"run: {trainer.run_dir}  ({cfg.method} on {cfg.dataset}{model}, "
           f"device {trainer.device}, {cfg.epochs} epochs x {trainer.steps_per_epoch} steps)", file=sys.stderr)
     clean = False
     try:
@@ -125,7 +126,8 @@ def cmd_runs(args) -> int:
     if df.empty:
         print(f"no runs under {args.runs_dir}/ yet: start one with `workbench train`")
         return 0
-    view = df[["name", "method", "dataset", "status", "epoch", "epochs", "step", "loss", "knn_acc"]].copy()
+    scores = ["knn_acc"] + (["psnr"] if df["psnr"].notna().any() else [])
+    view = df[["name", "method", "dataset", "status", "epoch", "epochs", "step", "loss", *scores]].copy()
     view["epoch"] = [f"{e}/{n}" if e == e and e is not None else "" for e, n in zip(df["epoch"], df["epochs"])]
     print(view.drop(columns=["epochs"]).to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     for _, r in df[df["problem"].astype(bool) | df["error"].fillna("").astype(bool)].iterrows():

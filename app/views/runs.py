@@ -22,11 +22,14 @@ def runs_table() -> None:
     if runs.empty:
         st.info(f"No runs under `{runs_dir()}/` yet: start one below, or with `workbench train` in a terminal.")
     else:
-        view = runs[["name", "method", "dataset", "status", "epoch", "epochs", "step", "loss", "knn_acc"]].copy()
+        columns = ["name", "method", "dataset", "status", "epoch", "epochs", "step", "loss", "knn_acc", "psnr"]
+        view = runs[columns].copy()
         view["progress"] = [f"{e}/{n}" if e == e and e is not None else "" for e, n in zip(runs["epoch"],
                                                                                            runs["epochs"])]
         st.dataframe(view.drop(columns=["epoch", "epochs"]), hide_index=True, width="stretch",
                      column_config={"knn_acc": st.column_config.NumberColumn("kNN acc", format="%.4f"),
+                                    "psnr": st.column_config.NumberColumn("PSNR (dB)", format="%.2f",
+                                                                          help="low-light runs: held-out pairs"),
                                     "loss": st.column_config.NumberColumn(format="%.4f")})
         for _, r in runs[runs["problem"].astype(bool)].iterrows():
             st.warning(f"`{r['name']}` cannot be read: {r['problem']}")

@@ -386,7 +386,8 @@ class RunReader:
 
 
 def list_runs(runs_dir: str | os.PathLike = "runs", stale_after: float = STALE_AFTER_S) -> pd.DataFrame:
-    """One row per run directory under ``runs_dir``; unreadable ones get a row with their ``problem``."""
+    """One row per run directory under ``runs_dir``; unreadable ones get a row with their ``problem``. ``knn_acc``
+    (representation methods) and ``psnr`` (low-light methods) are the last logged values."""
     rows = []
     root = Path(runs_dir)
     for d in sorted(root.iterdir()) if root.is_dir() else []:
@@ -400,10 +401,11 @@ def list_runs(runs_dir: str | os.PathLike = "runs", stale_after: float = STALE_A
             rows.append({"name": d.name, "method": m.get("method"), "dataset": m.get("dataset"),
                          "status": st.state, "step": st.step, "epoch": m.get("epoch"),
                          "epochs": (m.get("config") or {}).get("epochs"), "loss": last.get("loss"),
-                         "knn_acc": last.get("knn_acc"), "created": m.get("created"), "error": st.error,
+                         "knn_acc": last.get("knn_acc"), "psnr": last.get("psnr"),
+                         "created": m.get("created"), "error": st.error,
                          "path": str(d), "problem": ""})
         except (RunStoreError, sqlite3.Error, ValueError) as e:
             rows.append({"name": d.name, "status": "unreadable", "path": str(d), "problem": str(e)})
-    cols = ["name", "method", "dataset", "status", "step", "epoch", "epochs", "loss", "knn_acc", "created", "error",
-            "path", "problem"]
+    cols = ["name", "method", "dataset", "status", "step", "epoch", "epochs", "loss", "knn_acc", "psnr", "created",
+            "error", "path", "problem"]
     return pd.DataFrame(rows, columns=cols)
