@@ -133,6 +133,7 @@ def test_enhance_cli_reports_every_bad_file_and_keeps_going(tml_run, tmp_path):
     Image.fromarray((rng.random((20, 30)) * 60).astype(np.uint8)).save(src / "gray.png")
     Image.fromarray((rng.random((24, 24, 4)) * 90).astype(np.uint8), "RGBA").save(src / "rgba.png")
     Image.fromarray((rng.random((16, 18)) * 9000).astype(np.uint16)).save(src / "deep16.png")
+    Image.fromarray((rng.random((10, 12, 3)) * 80).astype(np.uint8)).save(src / "odd.bmp")  # same stem as odd.png
     (src / "notes.png").write_text("this is not an image")
     good = src / "cut.jpg"
     Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(good)
@@ -141,8 +142,10 @@ def test_enhance_cli_reports_every_bad_file_and_keeps_going(tml_run, tmp_path):
     p = subprocess.run([sys.executable, "-m", "workbench", "enhance", str(src), "--run", str(tml_run), "--out",
                         str(out)], capture_output=True, text=True, timeout=300)
     assert p.returncode == 1, p.stderr  # some files failed, and the command says so
-    assert "notes.png" in p.stderr and "cut.jpg" in p.stderr and "4 enhanced" in p.stderr
-    for name, size in (("odd", (53, 37)), ("gray", (30, 20)), ("rgba", (24, 24)), ("deep16", (18, 16))):
+    assert "notes.png" in p.stderr and "cut.jpg" in p.stderr and "5 enhanced" in p.stderr
+    # files are taken in sorted order: odd.bmp gets odd_enhanced.png, odd.png keeps its suffix in the name
+    for name, size in (("odd", (12, 10)), ("odd.png", (53, 37)), ("gray", (30, 20)), ("rgba", (24, 24)),
+                       ("deep16", (18, 16))):
         with Image.open(out / f"{name}_enhanced.png") as im:
             assert im.size == size and im.mode == "RGB"
 

@@ -22,7 +22,7 @@ CHECKPOINT = "checkpoints/last.pt"
 
 def load_enhancer(run_dir: str | os.PathLike, device: str = "cpu"):
     """The low-light method of a run, with its last checkpoint's weights, in eval mode on ``device``."""
-    from workbench.methods import METHODS
+    from workbench.methods import METHODS, is_lowlight
 
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
@@ -31,7 +31,7 @@ def load_enhancer(run_dir: str | os.PathLike, device: str = "cpu"):
     state = torch.load(path, map_location=dev, weights_only=True)
     cfg = TrainConfig.from_dict(state["config"])
     if not cfg.lowlight:
-        low = sorted(n for n, m in METHODS.items() if getattr(m, "kind", "") == "lowlight")
+        low = sorted(n for n in METHODS if is_lowlight(n))
         raise ConfigError(f"run {run_dir} trained {cfg.method!r}, which does not enhance images; choose a run of "
                           f"{' or '.join(low)}")
     method = METHODS[cfg.method].from_config(cfg, None, None, None)
@@ -51,7 +51,8 @@ def enhance_files(method, source: str | os.PathLike, out_dir: str | os.PathLike,
                   max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True):
     """Enhance one image or every image of a folder into ``out_dir`` as ``<stem>_enhanced.png``.
 
-    Never stops at a bad file: returns ``(written, failed)`` with ``failed`` a list of ``(path, reason)``."""
+    Never stops at a bad file: returns ``(written, failed)`` with ``failed`` a list of ``(path, reason)``. Two
+    sources with one stem (``a.png``, ``a.jpg``) keep their suffix in the name (``a.jpg_enhanced.png``)."""
     from tqdm import tqdm
 
     paths = list_images(source)
@@ -60,6 +61,8 @@ def enhance_files(method, source: str | os.PathLike, out_dir: str | os.PathLike,
         try:
             out = enhance_array(method, read_image(path, max_pixels=max_pixels))
             target = Path(out_dir) / f"{path.stem}_enhanced.png"
+            if target in written:
+                target = Path(out_dir) / f"{path.name}_enhanced.png"
             save_image(target, out)
             written.append(target)
         except ImageReadError as e:
