@@ -14,7 +14,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
+from skimage import data
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -145,4 +148,14 @@ def test_images_page_follows_a_lowlight_run(live_lowlight_app):
         assert later > first, "the evaluation shown did not advance while training wrote"
         assert page.locator("[data-testid=stException]").count() == 0
         page.screenshot(path=str(ARTIFACTS / "images_lowlight.png"), full_page=True)
+
+        # upload a dark photo: it is enhanced with the run's checkpoint and offered for download
+        dark = ARTIFACTS / "upload_dark.png"
+        Image.fromarray((data.coffee()[:90, :120] * 0.15).astype(np.uint8)).save(dark)
+        page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(str(dark))
+        page.get_by_text("Download the enhanced image").first.wait_for(timeout=60_000)
+        assert page.get_by_text("upload_dark.png: enhanced left, input right").count() == 1
+        assert page.locator("[data-testid=stException]").count() == 0
+        page.get_by_text("Download the enhanced image").first.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "images_lowlight_upload.png"))
         browser.close()
