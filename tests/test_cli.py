@@ -34,6 +34,8 @@ def test_errors_exit_2_with_a_message(runs_dir):
     assert not list(runs_dir.iterdir())  # nothing was created by failed starts
     p = wb("runs", "--runs-dir", str(runs_dir))
     assert "no runs" in p.stdout
+    p = wb("bench", "--only", "nope")  # the benchmarks' own runner answers, before running anything
+    assert p.returncode == 2 and "unknown benchmark" in p.stderr and "lowlight" in p.stderr
 
 
 def test_killed_training_is_stale_then_resumes_with_the_same_step_count(runs_dir):

@@ -1,4 +1,4 @@
-"""Command line: ``workbench train | runs | app | demo | enhance | datasets``."""
+"""Command line: ``workbench train | runs | app | demo | enhance | bench | datasets``."""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +13,7 @@ from pathlib import Path
 from workbench.config import ConfigError, TrainConfig
 
 APP_ENTRY = Path(__file__).resolve().parent.parent / "app" / "Home.py"
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks" / "run_all.py"
 
 
 def _bool(s: str) -> bool:
@@ -210,6 +211,15 @@ def cmd_enhance(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_bench(args) -> int:
+    if not BENCHMARKS.exists():
+        print(f"workbench bench: {BENCHMARKS} not found: the benchmarks ship with the source checkout, not the package",
+              file=sys.stderr)
+        return 2
+    extra = (["--full"] if args.full else []) + (["--only", args.only] if args.only else [])
+    return subprocess.call([sys.executable, str(BENCHMARKS), *extra])
+
+
 def cmd_datasets(args) -> int:
     from workbench.data.registry import describe_datasets
 
@@ -245,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-pixels", type=int, default=50_000_000,
                    help="refuse larger images (decompression-bomb guard; default 50 megapixels)")
     e.set_defaults(func=cmd_enhance)
+    b = sub.add_parser("bench", help="run the benchmarks (benchmarks/run_all.py) and print their tables")
+    b.add_argument("--only", help="comma-separated: augment,simclr,diagnostics,app,zoo,lowlight (default: all)")
+    b.add_argument("--full", action="store_true", help="each script's own, longer settings")
+    b.set_defaults(func=cmd_bench)
     d = sub.add_parser("datasets", help="list the known datasets and how to get each")
     d.set_defaults(func=cmd_datasets)
     return p
