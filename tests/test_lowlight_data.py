@@ -40,8 +40,12 @@ def test_sampled_parameters_stay_in_their_ranges():
     assert p["gain"].shape == (4000, 3) and r.gain[0] <= p["gain"].min() and p["gain"].max() <= r.gain[1]
     # photons: log-uniform, so its log is uniform (median at the geometric mean)
     assert abs(p["photons"].log().median().item() - 0.5 * sum(map(math.log, r.photons))) < 0.15
-    c = d.condition(p)
-    assert c.shape == (4000, len(Degradation.CONDITION_NAMES)) and 0 <= c.min() and c.max() <= 1
+    # every parameter is uniform on its range (photons on a log scale): mapped to [0, 1], each has mean 1/2
+    unit = lambda v, lo, hi: (v - lo) / (hi - lo)  # noqa: E731
+    cols = [unit(p[k], *getattr(r, k)) for k in ("alpha", "beta", "gamma", "read_noise")]
+    cols += list(unit(p["gain"], *r.gain).unbind(1)) + [unit(p["photons"].log(), *map(math.log, r.photons))]
+    c = torch.stack(cols, dim=1)
+    assert 0 <= c.min() and c.max() <= 1
     assert torch.allclose(c.mean(0), torch.full((c.shape[1],), 0.5), atol=0.03)  # each column uniform on [0, 1]
 
 

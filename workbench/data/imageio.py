@@ -343,6 +343,13 @@ def _read_tiff16(path: Path) -> np.ndarray | None:
 
 
 # ---------------------------------------------------------------------------------------------- many files
+def image_files(folder: Path) -> list[Path]:
+    """The image files (registry's ``IMAGE_SUFFIXES``, any case) directly in ``folder``, hidden ones skipped, sorted
+    by name; possibly none."""
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def list_images(path: str | os.PathLike) -> list[Path]:
     """``[path]`` for a file; the image files (registry's ``IMAGE_SUFFIXES``, any case, hidden files skipped) of a
     folder, sorted by name, not recursing. ``FileNotFoundError`` for a missing path, :class:`ImageReadError` for a
@@ -352,16 +359,17 @@ def list_images(path: str | os.PathLike) -> list[Path]:
         raise FileNotFoundError(f"{path}: no such file or folder; give an image file or a folder of images")
     if path.is_file():
         return [path]
-    files = sorted(p for p in path.iterdir()
-                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(path)
     if not files:
         raise ImageReadError(f"{path}: the folder has no image files (looked for {' '.join(sorted(IMAGE_SUFFIXES))}, "
                              f"not in sub-folders); put the images directly in it or give one file", path)
     return files
 
 
-def _iter_read(paths: Iterable[str | os.PathLike], max_pixels: int) -> Iterator[tuple[Path, np.ndarray | None, str]]:
-    """(path, image or None, reason) for each path, in order; never raises for a bad file."""
+def iter_images(paths: Iterable[str | os.PathLike], max_pixels: int = DEFAULT_MAX_PIXELS
+                ) -> Iterator[tuple[Path, np.ndarray | None, str]]:
+    """(path, image or None, reason) for each path, in order, one image in memory at a time; never raises for a bad
+    file (the reason names it)."""
     for p in paths:
         p = Path(p)
         try:
@@ -379,7 +387,7 @@ def read_images(paths: Iterable[str | os.PathLike], max_pixels: int = DEFAULT_MA
     """Read every file: ``(good, failures)``, ``good`` = ``[(path, float32 (H, W, 3))]`` and ``failures`` =
     ``[(path, reason)]``, both in input order. A bad file never stops the others."""
     good, failures = [], []
-    for p, image, reason in _iter_read(paths, max_pixels):
+    for p, image, reason in iter_images(paths, max_pixels):
         if image is None:
             failures.append((p, reason))
         else:

@@ -32,10 +32,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from workbench.data.imageio import DEFAULT_MAX_PIXELS, ImageReadError, _iter_read, list_images, read_image
-from workbench.data.registry import IMAGE_SUFFIXES, DatasetBundle, DatasetUnavailable, ImageSet
+from workbench.data.imageio import (DEFAULT_MAX_PIXELS, ImageReadError, image_files, iter_images, list_images,
+                                    read_image)
+from workbench.data.registry import DatasetBundle, DatasetUnavailable, ImageSet
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the normalisation of TML's public code (and of the low-light bundles)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
@@ -123,9 +124,6 @@ class Degradation:
     differentiable in ``x``; the noise is not (nor meant to be).
     """
 
-    #: the columns of :meth:`condition`
-    CONDITION_NAMES = ("alpha", "beta", "gamma", "gain_r", "gain_g", "gain_b", "log_photons", "read_noise")
-
     def __init__(self, ranges: DegradationRanges | None = None):
         self.ranges = (ranges or DegradationRanges()).validate()
 
@@ -155,21 +153,6 @@ class Degradation:
         }
         device = torch.device(device) if device is not None else g.device
         return {k: v.to(device) for k, v in params.items()}
-
-    def condition(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The parameters as an (N, 8) conditioning vector, each mapped to [0, 1] by its range (photons on a log
-        scale; a degenerate range maps to 0). Columns: :attr:`CONDITION_NAMES`."""
-        r = self.ranges
-
-        def unit(v, rng):
-            lo, hi = rng
-            return torch.zeros_like(v) if hi <= lo else ((v - lo) / (hi - lo)).clamp(0, 1)
-
-        cols = [unit(params["alpha"], r.alpha), unit(params["beta"], r.beta), unit(params["gamma"], r.gamma)]
-        cols += list(unit(params["gain"], r.gain).unbind(1))
-        cols.append(unit(torch.log(params["photons"]), (math.log(r.photons[0]), math.log(r.photons[1]))))
-        cols.append(unit(params["read_noise"], r.read_noise))
-        return torch.stack(cols, dim=1)
 
     # ------------------------------------------------------------------------------------ the model
     def noiseless(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -208,6 +191,18 @@ class Degradation:
         g = generator if generator is not None else _fresh_generator(x.device)
         params = self.sample(x.shape[0], g, x.device)
         return self.apply(x, params, g), params
+
+
+HELD_OUT_SEED = 4321  # the one darkening of the held-out test crops: every run, benchmark and notebook scores on it
+
+
+def held_out_pairs(images: torch.Tensor, degradation: Degradation | None = None,
+                   seed: int = HELD_OUT_SEED) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(low, reference)``, float (N, 3, H, W) in [0, 1]: the held-out normal-light ``images`` (uint8, a bundle's
+    ``test.images``) darkened once by ``degradation`` (default: the default family) under ``seed`` on the CPU."""
+    ref = _as_float(images).float()
+    low = (degradation or Degradation())(ref, torch.Generator().manual_seed(seed))[0]
+    return low, ref
 
 
 def _as_float(x: torch.Tensor) -> torch.Tensor:
@@ -389,7 +384,7 @@ def _load_folder(spec: str, patch_size: int, n_train: int, test_size: int, seed:
     except (FileNotFoundError, ImageReadError) as e:
         raise DatasetUnavailable(f"{spec}: {e}") from e
     images, names, failures = [], [], []
-    for p, a, reason in _iter_read(files, max_pixels):  # one at a time, kept as uint8 (3 bytes a pixel)
+    for p, a, reason in iter_images(files, max_pixels):  # one at a time, kept as uint8 (3 bytes a pixel)
         if a is None:
             failures.append((p, reason))
             continue
@@ -423,7 +418,8 @@ def _load_folder(spec: str, patch_size: int, n_train: int, test_size: int, seed:
 
 
 def load_lowlight_dataset(name: str = "photos", patch_size: int = 64, n_train: int = 2048, test_size: int = 128,
-                          seed: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS) -> DatasetBundle:
+                          seed: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS,
+                          lol_dir: str | os.PathLike | None = None) -> DatasetBundle:
     """Normal-light images for low-light enhancement as a :class:`DatasetBundle` (labels -1, no classes, ImageNet
     mean/std).
 
@@ -435,14 +431,21 @@ def load_lowlight_dataset(name: str = "photos", patch_size: int = 64, n_train: i
     * ``"folder:<path>"``: a folder of the user's images (or one image); unreadable files are skipped with a
       warning naming each and listed in ``source``; a fixed 90/10 split by image (at least one test image; one image
       serves as both). Needs every readable image in memory at once (3 bytes a pixel).
+
+    ``lol_dir``: a LOL-style folder whose pairs (:func:`load_lol_pairs`) go to ``pairs`` / ``pair_failures``, read
+    once here for every user (a learned troublemaker, the evaluation).
     """
     _check_sizes(patch_size, n_train, test_size)
     if name == "photos":
-        return _load_photos(int(patch_size), int(n_train), int(test_size), seed)
-    if isinstance(name, str) and name.startswith("folder:"):
-        return _load_folder(name, int(patch_size), int(n_train), int(test_size), seed, max_pixels)
-    raise DatasetUnavailable(f"unknown low-light dataset {name!r}: use 'photos' (embedded scikit-image photographs) "
-                             f"or 'folder:<path>' (a folder of your own normal-light images)")
+        bundle = _load_photos(int(patch_size), int(n_train), int(test_size), seed)
+    elif isinstance(name, str) and name.startswith("folder:"):
+        bundle = _load_folder(name, int(patch_size), int(n_train), int(test_size), seed, max_pixels)
+    else:
+        raise DatasetUnavailable(f"unknown low-light dataset {name!r}: use 'photos' (embedded scikit-image "
+                                 f"photographs) or 'folder:<path>' (a folder of your own normal-light images)")
+    if lol_dir:
+        bundle.pairs, bundle.pair_failures = load_lol_pairs(lol_dir, max_pixels)
+    return bundle
 
 
 # ============================================================================================ LOL pairs
@@ -482,11 +485,6 @@ def _pair_dirs(root: Path, depth: int = 3) -> list[tuple[Path, Path]]:
     return found
 
 
-def _image_files(d: Path) -> list[Path]:
-    return sorted(p for p in d.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 def load_lol_pairs(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS
                    ) -> tuple[list[tuple[str, np.ndarray, np.ndarray]], list[tuple[Path, str]]]:
     """Paired low/normal-light images of a LOL-style folder: ``(pairs, failures)``.
@@ -520,7 +518,7 @@ def load_lol_pairs(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS
                     table[k] = f
             return table
 
-        lows, highs = keyed(_image_files(low_dir), low_dir), keyed(_image_files(high_dir), high_dir)
+        lows, highs = keyed(image_files(low_dir), low_dir), keyed(image_files(high_dir), high_dir)
         for k in sorted(set(lows) - set(highs)):
             failures.append((lows[k], f"{lows[k]}: no normal-light image with the same name in {high_dir}"))
         for k in sorted(set(highs) - set(lows)):

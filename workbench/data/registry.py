@@ -62,7 +62,9 @@ class DatasetBundle:
     """What the engine needs from a dataset.
 
     ``train`` is what the self-supervised method sees (labels ignored), ``memory`` the labelled bank for the kNN
-    probe (usually ``train``), ``test`` the held-out split the probes are scored on.
+    probe (usually ``train``), ``test`` the held-out split the probes are scored on. Low-light datasets may carry
+    real ``pairs`` ``[(name, low, high)]`` (float32 (H, W, 3) in [0, 1], from a LOL-style folder) and the
+    ``pair_failures`` ``[(path, reason)]`` met while reading them.
     """
 
     name: str
@@ -74,6 +76,8 @@ class DatasetBundle:
     std: tuple[float, ...] = ()
     crop_scale: tuple[float, float] = (0.08, 1.0)
     source: str = ""
+    pairs: list = field(default_factory=list)
+    pair_failures: list = field(default_factory=list)
 
     def __post_init__(self):
         if self.memory is None:
@@ -90,7 +94,7 @@ class DatasetBundle:
         train = self.train.subset(index)
         memory = train if self.memory is self.train else self.memory
         return DatasetBundle(self.name, train, self.test, memory, self.classes, self.mean, self.std,
-                             self.crop_scale, f"{self.source} (subset of {n})")
+                             self.crop_scale, f"{self.source} (subset of {n})", self.pairs, self.pair_failures)
 
     @property
     def channels(self) -> int:

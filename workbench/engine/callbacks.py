@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from workbench.data.lowlight import HELD_OUT_SEED, held_out_pairs
 from workbench.diagnostics import geometry, scores
 from workbench.diagnostics.clustering import cluster_scores, kmeans
 from workbench.diagnostics.probes import default_knn_k, knn_predict
@@ -139,21 +140,33 @@ class EpochEvaluation(Callback):
             trainer.method.train(was_training)
 
 
+class EvalSet:
+    """Fixed evaluation pairs (lists of (1, 3, H, W) tensors: sizes may differ) and the dark inputs' own per-image
+    scores, computed once: the floor every evaluation is shown against."""
+
+    def __init__(self, lows: list[torch.Tensor], refs: list[torch.Tensor]):
+        from workbench.diagnostics import image_quality as iq
+
+        self.lows, self.refs = lows, refs
+        self.psnr_input = np.concatenate([iq.psnr(x, r) for x, r in zip(lows, refs)])
+        self.ssim_input = np.concatenate([iq.ssim(x, r) for x, r in zip(lows, refs)])
+
+
 class LowLightEvaluation(Callback):
     """Before training and every ``every`` epochs, for low-light enhancement methods: PSNR and SSIM (the protocol of
     :mod:`workbench.diagnostics.image_quality`) of the method's output on fixed held-out synthetic pairs (the test
     images darkened once by the degradation family under a fixed seed), with the dark input's own scores logged
     beside them as the floor to beat (``psnr_input``); each stage of the method (TML: ``psnr_pm`` before the
     enhancing model); mean brightness and exposure error of the output; the same on the user's LOL pairs when
-    ``lol_dir`` is set (``lol_psnr``, ...); LPIPS (``lpips``) only where its weights are already on disk (an info
+    the dataset carries them (``lol_dir``: ``lol_psnr``, ...); LPIPS (``lpips``) only where its weights are already on disk (an info
     event says why not otherwise); and input / enhanced / reference images of the first ``n_show`` pairs, stored as
     arrays for the app."""
 
-    SEED = 4321
+    SEED = HELD_OUT_SEED
 
-    def __init__(self, every: int = 1, n_show: int = 6, lol_dir: str | None = None, batch_size: int = 8):
-        self.every, self.n_show, self.lol_dir, self.batch_size = every, n_show, lol_dir, batch_size
-        self.sets: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+    def __init__(self, every: int = 1, n_show: int = 6, batch_size: int = 8):
+        self.every, self.n_show, self.batch_size = every, n_show, batch_size
+        self.sets: dict[str, EvalSet] = {}  # by metric prefix: "" (synthetic pairs), "lol_"
         self.lpips = False
 
     def on_fit_start(self, trainer) -> None:
@@ -165,18 +178,14 @@ class LowLightEvaluation(Callback):
         if why_not and trainer.step == 0:
             trainer.writer.event(0, f"LPIPS not computed: {why_not}", "info")
 
-        ref = trainer.bundle.test.images.float() / 255
-        g = torch.Generator().manual_seed(self.SEED)
-        low = trainer.method.degradation(ref, g)[0]
-        self.sets = {"": (list(low.split(1)), list(ref.split(1)))}
-        if self.lol_dir:
-            from workbench.data.lowlight import load_lol_pairs
-
-            good, failed = load_lol_pairs(self.lol_dir)
-            for path, why in failed:
-                trainer.writer.event(trainer.step, f"LOL pairs: skipped {path}: {why}", "warning")
+        low, ref = held_out_pairs(trainer.bundle.test.images, trainer.method.degradation, self.SEED)
+        self.sets = {"": EvalSet(list(low.split(1)), list(ref.split(1)))}
+        for path, why in trainer.bundle.pair_failures:
+            trainer.writer.event(trainer.step, f"LOL pairs: skipped {path}: {why}", "warning")
+        if trainer.bundle.pairs:
             as_tensor = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].float()  # noqa: E731
-            self.sets["lol_"] = ([as_tensor(lo) for _, lo, _ in good], [as_tensor(hi) for _, _, hi in good])
+            self.sets["lol_"] = EvalSet([as_tensor(lo) for _, lo, _ in trainer.bundle.pairs],
+                                        [as_tensor(hi) for _, _, hi in trainer.bundle.pairs])
         if trainer.step == 0:
             self.evaluate(trainer)
             trainer.flush()
@@ -209,13 +218,11 @@ class LowLightEvaluation(Callback):
         from workbench.diagnostics import image_quality as iq
 
         result, arrays = {}, {}
-        for prefix, (lows, refs) in self.sets.items():
-            if not lows:
-                continue
+        for prefix, s in self.sets.items():
+            lows, refs = s.lows, s.refs
             per_image = lambda fn, xs: np.concatenate([fn(x, r) for x, r in zip(xs, refs)])  # noqa: E731
-            psnr_input = per_image(iq.psnr, lows)
-            result[f"{prefix}psnr_input"] = float(psnr_input.mean())
-            result[f"{prefix}ssim_input"] = float(per_image(iq.ssim, lows).mean())
+            result[f"{prefix}psnr_input"] = float(s.psnr_input.mean())
+            result[f"{prefix}ssim_input"] = float(s.ssim_input.mean())
             stages = self._enhance(trainer, lows)
             final = list(stages)[-1]
             for key, outs in stages.items():
@@ -232,7 +239,7 @@ class LowLightEvaluation(Callback):
                         n = min(self.n_show, len(outs))
                         to8 = lambda xs: (torch.cat(xs[:n]) * 255).round().clamp(0, 255).to(torch.uint8)  # noqa
                         arrays = dict(input=to8(lows), enhanced=to8(outs), reference=to8(refs),
-                                      psnr=psnr[:n], ssim=ssim[:n], psnr_input=psnr_input[:n])
+                                      psnr=psnr[:n], ssim=ssim[:n], psnr_input=s.psnr_input[:n])
                         if len(stages) > 1:
                             arrays["first_stage"] = to8(list(stages.values())[0])
         trainer.pending["scalars"].update(result)

@@ -111,7 +111,8 @@ class Trainer:
             from workbench.data.lowlight import load_lowlight_dataset
 
             self.bundle: DatasetBundle = load_lowlight_dataset(config.dataset, patch_size=config.patch_size,
-                                                               n_train=config.patches, seed=config.seed)
+                                                               n_train=config.patches, seed=config.seed,
+                                                               lol_dir=config.lol_dir)
         else:
             self.bundle = load_dataset(config.dataset, config.data_root, config.download, config.image_size)
         if config.subset and not config.lowlight and config.subset < len(self.bundle.train):
@@ -132,7 +133,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.device, config.amp))
         self.order_gen = torch.Generator().manual_seed(config.seed)
         self.aug_gen = torch.Generator(device=self.device).manual_seed(config.seed + 1 + 1000 * self.dist.rank)
-        evaluation = (LowLightEvaluation(config.eval_every, lol_dir=config.lol_dir) if config.lowlight else
+        evaluation = (LowLightEvaluation(config.eval_every) if config.lowlight else
                       EpochEvaluation(config.eval_every, config.knn_k, config.knn_t, config.probe_size))
         self.callbacks = [LiveDiagnostics(config.log_every, config.hist_bins), evaluation]
         self.callbacks += list(callbacks or [])

@@ -119,12 +119,9 @@ class TML(LowLightMethod):
         em = cfg.em_epochs if cfg.em_epochs is not None else left / 3
         pm = max(left - em, 0.0)
         pairs = []
-        if cfg.lol_dir and cfg.troublemaker == "learned" and bundle is not None:
-            from workbench.data.lowlight import load_lol_pairs
-
-            good, _ = load_lol_pairs(cfg.lol_dir)
-            pairs = [(torch.from_numpy(lo).permute(2, 0, 1).contiguous(), torch.from_numpy(hi).permute(2, 0, 1)
-                      .contiguous()) for _, lo, hi in good]
+        if cfg.troublemaker == "learned" and bundle is not None:  # the user's LOL pairs (read with the dataset)
+            chw = lambda a: torch.from_numpy(a).permute(2, 0, 1).contiguous()  # noqa: E731
+            pairs = [(chw(lo), chw(hi)) for _, lo, hi in bundle.pairs]
         return cls(width=cfg.ugdc_width, levels=cfg.ugdc_levels, grid=cfg.gdc_grid, troublemaker=cfg.troublemaker,
                    stage_steps=tuple(round(e * steps_per_epoch) for e in (tm, pm, em)), ssim_weight=cfg.ssim_weight,
                    pairs=pairs, patch_size=cfg.patch_size)
@@ -223,16 +220,10 @@ class TML(LowLightMethod):
         return self
 
     # ------------------------------------------------------------------ inference
-    @torch.no_grad()
-    def enhance_stages(self, low: torch.Tensor) -> dict[str, torch.Tensor]:
+    def stage_outputs(self, low: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"pm": PM(x), "pm+em": PM(x) - EM(PM(x))}`` (the second only once EM has trained), in [0, 1]."""
-        was = self.training
-        self.eval()
-        try:
-            coarse = self.predicting(self.normalize(low)).clamp(0, 1)
-            out = {"pm": coarse}
-            if self.em_trained:
-                out["pm+em"] = (coarse - self.enhancing(self.normalize(coarse))).clamp(0, 1)
-            return out
-        finally:
-            self.train(was)
+        coarse = self.predicting(self.normalize(low)).clamp(0, 1)
+        out = {"pm": coarse}
+        if self.em_trained:
+            out["pm+em"] = (coarse - self.enhancing(self.normalize(coarse))).clamp(0, 1)
+        return out
