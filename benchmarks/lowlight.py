@@ -31,10 +31,11 @@ import numpy as np
 import torch
 
 from workbench import TrainConfig
-from workbench.data.lowlight import load_lowlight_dataset
+from workbench.data.lowlight import held_out_pairs, load_lowlight_dataset
 from workbench.diagnostics import image_quality as iq
 from workbench.engine.callbacks import LowLightEvaluation
 from workbench.engine.trainer import Trainer
+from workbench.methods.lowlight import adaptive_gamma, gamma_correction
 
 
 class StageBudget(Budget):
@@ -72,10 +73,6 @@ def params(module) -> int:
     return sum(p.numel() for p in module.parameters()) if module is not None else 0
 
 
-def score(outs: torch.Tensor, refs: torch.Tensor) -> tuple[float, float]:
-    return float(iq.psnr(outs, refs).mean()), float(iq.ssim(outs, refs).mean())
-
-
 def ms_per_megapixel(fn, size: int = 512) -> float:
     x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)) * 0.2
     times = []
@@ -110,22 +107,17 @@ def main(argv=None) -> str:
         args.budget, args.patches = 20.0, 512
     setup_threads(2)
     bundle = load_lowlight_dataset("photos", patch_size=args.patch_size, n_train=args.patches, seed=0)
-    refs = bundle.test.images.float() / 255
-    from workbench.data.lowlight import Degradation
-
-    lows = Degradation()(refs, torch.Generator().manual_seed(LowLightEvaluation.SEED))[0]
+    lows, refs = held_out_pairs(bundle.test.images)
     rows = []
 
     def add(name, n_params, steps, outs, ms, note=""):
-        ps, ss = score(outs, refs)
-        rows.append([name, f"{n_params:,}" if n_params else "-", steps, f"{ps:.2f}", f"{ss:.4f}",
+        q = iq.quality(outs, refs)
+        rows.append([name, f"{n_params:,}" if n_params else "-", steps, f"{q['psnr']:.2f}", f"{q['ssim']:.4f}",
                      f"{ms:.0f}" if ms == ms else "-", note])
 
-    luma = (lows * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1).mean((1, 2)).clamp(1e-3, 0.999)
-    gamma = (np.log(0.5) / torch.log(luma)).view(-1, 1, 1, 1)
     add("dark input", 0, "-", lows, float("nan"))
-    add("gamma 2.2", 0, "-", lows.clamp_min(0) ** (1 / 2.2), float("nan"))
-    add("adaptive gamma (mean luminance 0.5)", 0, "-", lows.clamp_min(0) ** gamma, float("nan"))
+    add("gamma 2.2", 0, "-", gamma_correction(lows), float("nan"))
+    add("adaptive gamma (mean luminance 0.5)", 0, "-", adaptive_gamma(lows), float("nan"))
     with tempfile.TemporaryDirectory() as runs:
         dce, res = train("zerodce", args, runs, StageBudget(args.budget))
         with torch.no_grad():

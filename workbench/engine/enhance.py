@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from workbench.config import ConfigError, TrainConfig
-from workbench.data.imageio import DEFAULT_MAX_PIXELS, ImageReadError, list_images, read_image, save_image
+from workbench.data.imageio import DEFAULT_MAX_PIXELS, iter_images, list_images, save_image
 from workbench.engine.device import resolve_device
 
 CHECKPOINT = "checkpoints/last.pt"
@@ -57,16 +57,19 @@ def enhance_files(method, source: str | os.PathLike, out_dir: str | os.PathLike,
 
     paths = list_images(source)
     written, failed = [], []
-    for path in tqdm(paths, unit="image", disable=not progress or len(paths) < 2, desc="enhance"):
+    images = iter_images(paths, max_pixels)  # reads one file at a time and reports, never raises, a bad one
+    for path, image, reason in tqdm(images, total=len(paths), unit="image", disable=not progress or len(paths) < 2,
+                                    desc="enhance"):
+        if image is None:
+            failed.append((path, reason))
+            continue
         try:
-            out = enhance_array(method, read_image(path, max_pixels=max_pixels))
-            target = Path(out_dir) / f"{path.stem}_enhanced.png"
-            if target in written:
-                target = Path(out_dir) / f"{path.name}_enhanced.png"
-            save_image(target, out)
-            written.append(target)
-        except ImageReadError as e:
-            failed.append((path, str(e)))
+            out = enhance_array(method, image)
         except (RuntimeError, MemoryError) as e:  # e.g. out of memory on a huge image: the next file still runs
-            failed.append((path, f"{type(e).__name__}: {e}"))
+            failed.append((path, f"{path}: could not be enhanced ({type(e).__name__}: {e})"))
+            continue
+        target = Path(out_dir) / f"{path.stem}_enhanced.png"
+        if target in written:
+            target = Path(out_dir) / f"{path.name}_enhanced.png"
+        written.append(save_image(target, out))
     return written, failed

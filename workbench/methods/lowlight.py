@@ -7,13 +7,12 @@ each image at random (horizontally and vertically, per sample, batched). ``enhan
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
-from workbench.data.lowlight import Degradation
+from workbench.data.lowlight import IMAGENET_MEAN, IMAGENET_STD, Degradation
 from workbench.methods.base import Method
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class LowLightMethod(Method):
@@ -35,9 +34,20 @@ class LowLightMethod(Method):
         x = torch.where(flips[0], x.flip(-1), x)
         return torch.where(flips[1], x.flip(-2), x)
 
-    def enhance_stages(self, low: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
-        """Enhanced versions of ``low`` (N, 3, H, W) in [0, 1], one per stage of the method, the final last."""
+    def stage_outputs(self, low: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
+        """What :meth:`enhance_stages` returns; called in eval mode without gradients."""
         raise NotImplementedError
+
+    @torch.no_grad()
+    def enhance_stages(self, low: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Enhanced versions of ``low`` (N, 3, H, W) in [0, 1], one per stage of the method, the final last; in eval
+        mode (batch-norm running statistics), the training mode restored afterwards."""
+        was = self.training
+        self.eval()
+        try:
+            return self.stage_outputs(low)
+        finally:
+            self.train(was)
 
     @torch.no_grad()
     def enhance(self, low: torch.Tensor) -> torch.Tensor:
@@ -46,3 +56,20 @@ class LowLightMethod(Method):
 
     def features(self, x):  # pragma: no cover - probes do not apply
         raise TypeError(f"{self.name} is an image enhancer: it has no representation for probes")
+
+
+# ---------------------------------------------------------------------------- training-free baselines
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as workbench.diagnostics.image_quality's luminance
+
+
+def gamma_correction(low: torch.Tensor, gamma: float = 2.2) -> torch.Tensor:
+    """``low^(1/gamma)``: the fixed-curve brightening every photo tool has (``low`` (N, 3, H, W) in [0, 1])."""
+    return low.clamp(0, 1) ** (1 / gamma)
+
+
+def adaptive_gamma(low: torch.Tensor, target: float = 0.5) -> torch.Tensor:
+    """``low^g`` with ``g = log(target) / log(mean luminance)`` per image, so that each image's mean luminance
+    becomes about ``target``; no reference image is used."""
+    luma = (low.clamp(0, 1) * torch.tensor(LUMA, dtype=low.dtype, device=low.device).view(1, 3, 1, 1)).sum(1)
+    g = math.log(target) / luma.mean((1, 2)).clamp(1e-3, 0.999).log()
+    return low.clamp(0, 1) ** g.view(-1, 1, 1, 1)

@@ -43,11 +43,5 @@ class ZeroDCE(LowLightMethod):
         loss, parts = zero_dce_loss(low.float(), enhanced.float(), curves.float())
         return StepOutput(loss=loss, logs=parts)
 
-    @torch.no_grad()
-    def enhance_stages(self, low: torch.Tensor) -> dict[str, torch.Tensor]:
-        was = self.training
-        self.eval()
-        try:
-            return {"zerodce": self.net(low)[0].clamp(0, 1)}
-        finally:
-            self.train(was)
+    def stage_outputs(self, low: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"zerodce": self.net(low)[0].clamp(0, 1)}
