@@ -81,35 +81,38 @@ def upload_box(name: str) -> None:
     upload = st.file_uploader("a low-light image", type=["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp"])
     if upload is None:
         return
-    from workbench.data.imageio import ImageReadError, read_image
-    from workbench.engine.enhance import enhance_array
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / Path(upload.name).name
-        path.write_bytes(upload.getvalue())
-        try:
-            image = read_image(path)
-        except ImageReadError as e:
-            st.error(str(e))
-            return
-    try:
-        out = enhance_array(enhancer(str(checkpoint), checkpoint.stat().st_mtime), image)
-    except Exception as e:  # a bad checkpoint or an image too large for memory: say so, keep the page
-        st.error(f"Could not enhance {upload.name}: {type(e).__name__}: {e}")
+    result = enhance_upload(str(checkpoint), checkpoint.stat().st_mtime, upload.name, upload.getvalue())
+    if isinstance(result, str):
+        st.error(result)
         return
-    before = (image * 255).round().astype(np.uint8)
-    after = (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
+    before, after, png = result
     wipe = st.slider("before / after", 0, 100, 50, key="upload_wipe") / 100
     st.image(charts.before_after(before, after, wipe), caption=f"{upload.name}: enhanced left, input right",
              width="stretch")
-    import io
+    st.download_button("Download the enhanced image", png, f"{Path(upload.name).stem}_enhanced.png", "image/png")
 
-    from PIL import Image
 
-    buf = io.BytesIO()
-    Image.fromarray(after).save(buf, format="PNG")
-    st.download_button("Download the enhanced image", buf.getvalue(), f"{Path(upload.name).stem}_enhanced.png",
-                       "image/png")
+@st.cache_data(max_entries=4, show_spinner="Enhancing ...")
+def enhance_upload(checkpoint: str, mtime: float, name: str, data: bytes):
+    """``(input, enhanced, enhanced as PNG bytes)`` (uint8 (H, W, 3) arrays) for an uploaded file, or the error to
+    show. Cached by checkpoint and file contents: moving the wipe slider does not run the network again."""
+    from workbench.data.imageio import ImageReadError, read_image, save_image
+    from workbench.engine.enhance import enhance_array
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(name).name
+        path.write_bytes(data)
+        try:
+            image = read_image(path)
+        except ImageReadError as e:
+            return str(e).replace(str(path), name)
+        try:
+            out = enhance_array(enhancer(checkpoint, mtime), image)
+        except Exception as e:  # a bad checkpoint or an image too large for memory: say so, keep the page
+            return f"Could not enhance {name}: {type(e).__name__}: {e}"
+        png = save_image(Path(tmp) / "enhanced.png", out).read_bytes()
+    to8 = lambda a: (np.clip(a, 0, 1) * 255).round().astype(np.uint8)  # noqa: E731  (as save_image rounds)
+    return to8(image), to8(out), png
 
 
 def training_images(reader) -> None:
