@@ -70,7 +70,8 @@ from IPython.display import display
 import workbench
 from workbench.data import ContrastiveViews, ViewConfig, load_dataset, views_grid
 from workbench.diagnostics.projection import pca_2d
-from workbench.runs import RunReader, RunStoreError
+from workbench.notebook import LiveFigure, follow
+from workbench.runs import RunReader
 
 # Smoke mode: the test suite (and CI) runs this notebook in seconds with tiny settings.
 SMOKE = os.environ.get("WORKBENCH_SMOKE") == "1" or os.environ.get("CI") == "true"
@@ -147,10 +148,7 @@ def live_figure():
     base.update_xaxes(title_text="step", row=1, col=3)
     base.update_yaxes(title_text="density", row=1, col=2)
     base.update_yaxes(title_text="neg_var", row=1, col=3, secondary_y=True)
-    try:
-        return go.FigureWidget(base), True  # updates in place in Jupyter (plotly >= 6 needs `anywidget`)
-    except ImportError:
-        return base, False  # without anywidget: a plain figure, redrawn through a display handle
+    return LiveFigure(base)  # updates in place: a FigureWidget (plotly >= 6 needs `anywidget`) or a redrawn figure
 
 
 def refresh(fig, reader):
@@ -177,39 +175,20 @@ def refresh(fig, reader):
             f"<b>kNN accuracy</b> {knn_text}")
 
 
-fig, is_widget = live_figure()
+live = live_figure()
 label = widgets.HTML("waiting for the first step ...")
 display(label)
-if is_widget:
-    display(fig)
-else:
-    # plotly figures display themselves (`_ipython_display_`), which ignores display_id: pass the mime bundle
-    fig_display = display(fig._repr_mimebundle_(), raw=True, display_id=True)
+live.show()
 
-reader = None
+
+def update(reader):
+    label.value = refresh(live.figure, reader)
+    live.redraw()
+
+
 t0 = time.time()
-try:
-    while True:
-        alive = handle.is_alive()  # checked before reading, so the last refresh sees the finished run
-        if reader is None:
-            try:
-                reader = RunReader(handle.run_dir)
-            except RunStoreError:
-                pass  # the training thread has not created run.db yet
-        if reader is not None:
-            label.value = refresh(fig, reader)
-            if not is_widget:
-                fig_display.update(fig._repr_mimebundle_(), raw=True)
-        if not alive:
-            break
-        time.sleep(0.5)
-except KeyboardInterrupt:
-    handle.stop()
-    print("stop requested; the run ends after the current step")
-result = handle.join()
-if reader is not None:
-    reader.close()
-if not is_widget:  # a text copy of the final status for viewers that do not render widgets
+result = follow(handle, update, every=0.5)  # polls the run store until training ends; interrupt to stop the run
+if not live.is_widget:  # a text copy of the final status for viewers that do not render widgets
     print(label.value.replace("&nbsp;", " ").replace("<b>", "").replace("</b>", ""))
 print(f"{result.status} after {result.step} steps ({result.epochs_done} epochs) in {time.time() - t0:.1f} s; "
       f"final loss {result.metrics['loss']:.3f}, kNN accuracy {result.metrics['knn_acc']:.3f}")

@@ -61,11 +61,13 @@ from IPython.display import display
 import torch
 
 import workbench
-from workbench.data.lowlight import Degradation, load_lowlight_dataset
+from workbench.data.lowlight import Degradation, held_out_pairs, load_lowlight_dataset
 from workbench.data.views import image_grid
 from workbench.diagnostics import image_quality as iq
 from workbench.engine.enhance import enhance_array, load_enhancer
-from workbench.runs import RunReader, RunStoreError
+from workbench.methods.lowlight import adaptive_gamma, gamma_correction
+from workbench.notebook import LiveFigure, follow
+from workbench.runs import RunReader
 
 SMOKE = os.environ.get("WORKBENCH_SMOKE") == "1" or os.environ.get("CI") == "true"
 # smoke: tiny networks on 32 px patches for a few epochs; full: the CLI's defaults for a CPU
@@ -122,10 +124,7 @@ def live_figure():
         base.update_xaxes(showticklabels=False, row=1, col=col).update_yaxes(showticklabels=False, row=1, col=col)
     base.update_xaxes(title_text="step", row=1, col=1)
     base.update_layout(height=330, margin=dict(l=40, r=10, t=40, b=40), legend=dict(orientation="h", y=-0.25))
-    try:
-        return go.FigureWidget(base), True
-    except ImportError:
-        return base, False
+    return LiveFigure(base)
 
 
 def refresh(fig, reader, image=0):
@@ -147,37 +146,19 @@ def refresh(fig, reader, image=0):
             f" &nbsp; <b>PSNR</b> {psnr.iloc[-1] if len(psnr) else float('nan'):.2f} dB")
 
 
-fig, is_widget = live_figure()
+live = live_figure()
 label = widgets.HTML("waiting for the first step ...")
 display(label)
-if is_widget:
-    display(fig)
-else:
-    fig_display = display(fig._repr_mimebundle_(), raw=True, display_id=True)
+live.show()
 
-reader = None
+
+def update(reader):
+    label.value = refresh(live.figure, reader)
+    live.redraw()
+
+
 t0 = time.time()
-try:
-    while True:
-        alive = handle.is_alive()
-        if reader is None:
-            try:
-                reader = RunReader(handle.run_dir)
-            except RunStoreError:
-                pass
-        if reader is not None:
-            label.value = refresh(fig, reader)
-            if not is_widget:
-                fig_display.update(fig._repr_mimebundle_(), raw=True)
-        if not alive:
-            break
-        time.sleep(1.0)
-except KeyboardInterrupt:
-    handle.stop()
-    print("stop requested; the run ends after the current step")
-result = handle.join()
-if reader is not None:
-    reader.close()
+result = follow(handle, update, every=1.0)  # polls the run store until training ends; interrupt to stop the run
 m = result.metrics
 print(f"{result.status} after {result.step} steps in {time.time() - t0:.1f} s: PSNR {m['psnr']:.2f} dB "
       f"(dark input {m['psnr_input']:.2f}), SSIM {m['ssim']:.3f} (dark input {m['ssim_input']:.3f})")
@@ -234,22 +215,21 @@ it trains for as many epochs on the same patches. Gamma curves brighten well but
 colour cast; TML has learned to remove both, which shows most in SSIM.
 """),
     code(r"""
-refs = bundle.test.images.float() / 255
-lows = Degradation()(refs, torch.Generator().manual_seed(4321))[0]  # the engine's held-out pairs (its seed)
-luma = (lows * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1).mean((1, 2)).clamp(1e-3, 0.999)
+lows, refs = held_out_pairs(bundle.test.images)  # the pairs every run is scored on
 dce = workbench.train(method="zerodce", runs_dir=RUNS_DIR, progress=False,
                       **{k: v for k, v in SETTINGS.items() if k not in ("tm_epochs", "em_epochs", "lr")})
 tml = load_enhancer(handle.run_dir)
 candidates = {
     "dark input": lows,
-    "gamma 2.2": lows ** (1 / 2.2),
-    "adaptive gamma": lows ** (np.log(0.5) / torch.log(luma)).view(-1, 1, 1, 1),
+    "gamma 2.2": gamma_correction(lows),
+    "adaptive gamma": adaptive_gamma(lows),
     "Zero-DCE": load_enhancer(dce.run_dir).enhance(lows),
     "TML": tml.enhance(lows),
 }
 print(iq.PROTOCOL, "\n")
 for name, outs in candidates.items():
-    print(f"{name:>15}: PSNR {iq.psnr(outs, refs).mean():6.2f} dB   SSIM {iq.ssim(outs, refs).mean():.3f}")
+    q = iq.quality(outs, refs)
+    print(f"{name:>15}: PSNR {q['psnr']:6.2f} dB   SSIM {q['ssim']:.3f}")
 row = torch.cat([c[:1] for c in candidates.values()] + [refs[:1]])
 fig = px.imshow(image_grid(row, nrow=len(row)).permute(1, 2, 0).numpy(),
                 title=" | ".join(list(candidates) + ["reference"]))

@@ -1,0 +1,65 @@
+"""Following a training run live in Jupyter: what the tutorial notebooks share.
+
+    fig = LiveFigure(plotly_figure)      # updates in place: a FigureWidget, or a redrawn display when anywidget
+    fig.show()                           # (which plotly >= 6 needs for widgets) is missing
+    result = follow(handle, lambda reader: update(fig.figure, reader) or fig.redraw())
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from workbench.runs import RunReader, RunStoreError
+
+
+class LiveFigure:
+    """A plotly figure that updates in place in a notebook. ``figure`` is what to update (a ``FigureWidget`` where
+    ``anywidget`` is installed, else the figure itself); call :meth:`redraw` after each update."""
+
+    def __init__(self, figure):
+        import plotly.graph_objects as go
+
+        try:
+            self.figure, self.is_widget = go.FigureWidget(figure), True
+        except ImportError:
+            self.figure, self.is_widget = figure, False
+        self._display = None
+
+    def show(self) -> None:
+        from IPython.display import display
+
+        if self.is_widget:
+            display(self.figure)
+        else:  # plotly figures display themselves (`_ipython_display_`), ignoring display_id: pass the mime bundle
+            self._display = display(self.figure._repr_mimebundle_(), raw=True, display_id=True)
+
+    def redraw(self) -> None:
+        if self._display is not None:
+            self._display.update(self.figure._repr_mimebundle_(), raw=True)
+
+
+def follow(handle, refresh: Callable[[RunReader], None], every: float = 0.5):
+    """Call ``refresh(reader)`` every ``every`` seconds while ``handle`` (from ``workbench.start_training``) trains,
+    and once more after it has ended, so the last refresh sees the finished run. Interrupting the kernel stops the
+    run after its current step. Returns ``handle.join()``."""
+    reader = None
+    try:
+        while True:
+            alive = handle.is_alive()  # checked before reading: the last refresh comes after the end
+            if reader is None:
+                try:
+                    reader = RunReader(handle.run_dir)
+                except RunStoreError:
+                    pass  # the training thread has not created run.db yet
+            if reader is not None:
+                refresh(reader)
+            if not alive:
+                break
+            time.sleep(every)
+    except KeyboardInterrupt:
+        handle.stop()
+        print("stop requested; the run ends after the current step")
+    finally:
+        if reader is not None:
+            reader.close()
+    return handle.join()
