@@ -90,6 +90,22 @@ def shown_step(page) -> int:
     return int(re.search(r"step (\d+)/", text).group(1))
 
 
+def shown_evaluation(page) -> int:
+    """The step of the low-light evaluation the Images page shows ("**Step N** (epoch ...)")."""
+    text = page.get_by_text(re.compile(r"Step \d+ \(epoch")).first.inner_text()
+    return int(re.search(r"Step (\d+)", text).group(1))
+
+
+def advances(read, timeout: float = 60) -> tuple[int, int]:
+    """``(first, last)`` values of ``read()``, polled every second until it grows or ``timeout`` s pass."""
+    first = later = read()
+    deadline = time.time() + timeout
+    while time.time() < deadline and later <= first:
+        time.sleep(1)
+        later = read()
+    return first, later
+
+
 def test_pages_render_and_follow_training(live_app):
     from playwright.sync_api import sync_playwright
 
@@ -100,12 +116,7 @@ def test_pages_render_and_follow_training(live_app):
         page.goto(f"{live_app}/scores")
         page.wait_for_selector("[data-testid=stPlotlyChart]", timeout=120_000)
         page.get_by_text(re.compile(r"pos/neg cosine similarity at step")).first.wait_for(timeout=60_000)
-        first = shown_step(page)
-        deadline = time.time() + 60
-        later = first
-        while time.time() < deadline and later <= first:
-            time.sleep(1)
-            later = shown_step(page)
+        first, later = advances(lambda: shown_step(page))
         assert later > first, "the step shown did not advance while training wrote"
         page.screenshot(path=str(ARTIFACTS / "scores.png"), full_page=True)
 
@@ -138,13 +149,7 @@ def test_images_page_follows_a_lowlight_run(live_lowlight_app):
         page.get_by_text(re.compile(r"enhanced · PSNR")).first.wait_for(timeout=120_000)
         assert page.get_by_text("before / after").count() >= 1
         assert page.locator("[data-testid=stImage]").count() >= 4
-        step = lambda: int(re.search(r"Step (\d+)", page.get_by_text(re.compile(r"Step \d+ \(epoch")).first  # noqa: E731
-                                     .inner_text()).group(1))
-        first, deadline = step(), time.time() + 60
-        later = first
-        while time.time() < deadline and later <= first:
-            time.sleep(1)
-            later = step()
+        first, later = advances(lambda: shown_evaluation(page))
         assert later > first, "the evaluation shown did not advance while training wrote"
         assert page.locator("[data-testid=stException]").count() == 0
         page.screenshot(path=str(ARTIFACTS / "images_lowlight.png"), full_page=True)
