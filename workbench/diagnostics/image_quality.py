@@ -38,7 +38,7 @@ PROTOCOL = (
 
 ArrayLike = Union[torch.Tensor, np.ndarray]
 
-_LUMA = np.array([0.299, 0.587, 0.114])
+_LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601
 
 
 def _as_nhwc(x: ArrayLike) -> np.ndarray:
