@@ -64,13 +64,12 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
-import ipywidgets as widgets
 from IPython.display import display
 
 import workbench
 from workbench.data import ContrastiveViews, ViewConfig, load_dataset, views_grid
 from workbench.diagnostics.projection import pca_2d
-from workbench.notebook import LiveFigure, follow
+from workbench.notebook import watch
 from workbench.runs import RunReader
 
 # Smoke mode: the test suite (and CI) runs this notebook in seconds with tiny settings.
@@ -148,7 +147,7 @@ def live_figure():
     base.update_xaxes(title_text="step", row=1, col=3)
     base.update_yaxes(title_text="density", row=1, col=2)
     base.update_yaxes(title_text="neg_var", row=1, col=3, secondary_y=True)
-    return LiveFigure(base)  # updates in place: a FigureWidget (plotly >= 6 needs `anywidget`) or a redrawn figure
+    return base
 
 
 def refresh(fig, reader):
@@ -175,21 +174,9 @@ def refresh(fig, reader):
             f"<b>kNN accuracy</b> {knn_text}")
 
 
-live = live_figure()
-label = widgets.HTML("waiting for the first step ...")
-display(label)
-live.show()
-
-
-def update(reader):
-    label.value = refresh(live.figure, reader)
-    live.redraw()
-
-
 t0 = time.time()
-result = follow(handle, update, every=0.5)  # polls the run store until training ends; interrupt to stop the run
-if not live.is_widget:  # a text copy of the final status for viewers that do not render widgets
-    print(label.value.replace("&nbsp;", " ").replace("<b>", "").replace("</b>", ""))
+# polls the run store twice a second until training ends, updating the figure in place; interrupt to stop the run
+result = watch(handle, live_figure(), refresh, every=0.5)
 print(f"{result.status} after {result.step} steps ({result.epochs_done} epochs) in {time.time() - t0:.1f} s; "
       f"final loss {result.metrics['loss']:.3f}, kNN accuracy {result.metrics['knn_acc']:.3f}")
 """),

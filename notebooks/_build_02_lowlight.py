@@ -66,7 +66,7 @@ from workbench.data.views import image_grid
 from workbench.diagnostics import image_quality as iq
 from workbench.engine.enhance import enhance_array, load_enhancer
 from workbench.methods.lowlight import adaptive_gamma, gamma_correction
-from workbench.notebook import LiveFigure, follow
+from workbench.notebook import watch
 from workbench.runs import RunReader
 
 SMOKE = os.environ.get("WORKBENCH_SMOKE") == "1" or os.environ.get("CI") == "true"
@@ -124,7 +124,7 @@ def live_figure():
         base.update_xaxes(showticklabels=False, row=1, col=col).update_yaxes(showticklabels=False, row=1, col=col)
     base.update_xaxes(title_text="step", row=1, col=1)
     base.update_layout(height=330, margin=dict(l=40, r=10, t=40, b=40), legend=dict(orientation="h", y=-0.25))
-    return LiveFigure(base)
+    return base
 
 
 def refresh(fig, reader, image=0):
@@ -146,19 +146,8 @@ def refresh(fig, reader, image=0):
             f" &nbsp; <b>PSNR</b> {psnr.iloc[-1] if len(psnr) else float('nan'):.2f} dB")
 
 
-live = live_figure()
-label = widgets.HTML("waiting for the first step ...")
-display(label)
-live.show()
-
-
-def update(reader):
-    label.value = refresh(live.figure, reader)
-    live.redraw()
-
-
 t0 = time.time()
-result = follow(handle, update, every=1.0)  # polls the run store until training ends; interrupt to stop the run
+result = watch(handle, live_figure(), refresh, every=1.0)  # until training ends; interrupt the kernel to stop it
 m = result.metrics
 print(f"{result.status} after {result.step} steps in {time.time() - t0:.1f} s: PSNR {m['psnr']:.2f} dB "
       f"(dark input {m['psnr_input']:.2f}), SSIM {m['ssim']:.3f} (dark input {m['ssim_input']:.3f})")

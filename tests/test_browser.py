@@ -4,6 +4,7 @@ Starts `streamlit run` on a free port and a SimCLR training run on digits, opens
 pos/neg and embedding charts render and that the step shown advances while training writes. Screenshots of each
 page go to test-artifacts/ (git-ignored).
 """
+import contextlib
 import os
 import re
 import shutil
@@ -85,6 +86,21 @@ def live_lowlight_app(tmp_path):
     stop(processes)
 
 
+@contextlib.contextmanager
+def chromium_page(height: int):
+    """A page of Debian's Chromium (driven by Playwright, never `playwright install`), 1400 px wide; the artefacts
+    folder exists."""
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield browser.new_page(viewport={"width": 1400, "height": height})
+        finally:
+            browser.close()
+
+
 def shown_step(page) -> int:
     text = page.locator("[data-testid=stCaptionContainer]").filter(has_text=re.compile(r"step \d+/")).first.inner_text()
     return int(re.search(r"step (\d+)/", text).group(1))
@@ -107,12 +123,7 @@ def advances(read, timeout: float = 60) -> tuple[int, int]:
 
 
 def test_pages_render_and_follow_training(live_app):
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1500})
+    with chromium_page(height=1500) as page:
         page.goto(f"{live_app}/scores")
         page.wait_for_selector("[data-testid=stPlotlyChart]", timeout=120_000)
         page.get_by_text(re.compile(r"pos/neg cosine similarity at step")).first.wait_for(timeout=60_000)
@@ -133,18 +144,12 @@ def test_pages_render_and_follow_training(live_app):
             page.wait_for_timeout(3000)
             assert page.locator("[data-testid=stException]").count() == 0, f"{name} page shows a traceback"
             page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-        browser.close()
     assert {f"{n}.png" for n in PAGES} <= {f.name for f in ARTIFACTS.glob("*.png")}
 
 
 def test_images_page_follows_a_lowlight_run(live_lowlight_app):
     """Input / enhanced / reference with PSNR, the wipe, and the evaluation shown advancing as TML trains."""
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    with chromium_page(height=1800) as page:
         page.goto(f"{live_lowlight_app}/images")
         page.get_by_text(re.compile(r"enhanced · PSNR")).first.wait_for(timeout=120_000)
         assert page.get_by_text("before / after").count() >= 1
@@ -163,4 +168,3 @@ def test_images_page_follows_a_lowlight_run(live_lowlight_app):
         assert page.locator("[data-testid=stException]").count() == 0
         page.get_by_text("Download the enhanced image").first.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "images_lowlight_upload.png"))
-        browser.close()

@@ -1,8 +1,7 @@
 """Following a training run live in Jupyter: what the tutorial notebooks share.
 
-    fig = LiveFigure(plotly_figure)      # updates in place: a FigureWidget, or a redrawn display when anywidget
-    fig.show()                           # (which plotly >= 6 needs for widgets) is missing
-    result = follow(handle, lambda reader: update(fig.figure, reader) or fig.redraw())
+    result = watch(handle, plotly_figure, refresh)   # refresh(figure, reader) updates the figure, returns a status
+    result = follow(handle, on_reader)               # the polling loop alone
 """
 from __future__ import annotations
 
@@ -63,3 +62,26 @@ def follow(handle, refresh: Callable[[RunReader], None], every: float = 0.5):
         if reader is not None:
             reader.close()
     return handle.join()
+
+
+def watch(handle, figure, refresh: Callable[[object, RunReader], str], every: float = 0.5):
+    """Show ``figure`` (plotly) under a status line and keep both up to date while ``handle`` trains:
+    ``refresh(figure, reader)`` updates the figure in place and returns the status line (HTML). Prints the final
+    status as text where the figure is not a widget (viewers that do not render widgets). Returns the run's
+    result (:func:`follow`)."""
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    live = LiveFigure(figure)
+    label = widgets.HTML("waiting for the first step ...")
+    display(label)
+    live.show()
+
+    def update(reader: RunReader) -> None:
+        label.value = refresh(live.figure, reader)
+        live.redraw()
+
+    result = follow(handle, update, every)
+    if not live.is_widget:
+        print(label.value.replace("&nbsp;", " ").replace("<b>", "").replace("</b>", ""))
+    return result
