@@ -69,7 +69,7 @@ from IPython.display import display
 import workbench
 from workbench.data import ContrastiveViews, ViewConfig, load_dataset, views_grid
 from workbench.diagnostics.projection import pca_2d
-from workbench.notebook import watch
+from workbench.ui.notebook import watch
 from workbench.runs import RunReader
 
 # Smoke mode: the test suite (and CI) runs this notebook in seconds with tiny settings.

@@ -66,7 +66,7 @@ from workbench.data.views import image_grid
 from workbench.diagnostics import image_quality as iq
 from workbench.engine.enhance import enhance_array, load_enhancer
 from workbench.methods.lowlight import adaptive_gamma, gamma_correction
-from workbench.notebook import watch
+from workbench.ui.notebook import watch
 from workbench.runs import RunReader
 
 SMOKE = os.environ.get("WORKBENCH_SMOKE") == "1" or os.environ.get("CI") == "true"

@@ -1,6 +1,6 @@
-"""workbench.notebook: the live-following loop the tutorial notebooks use."""
+"""workbench.ui.notebook: the live-following loop the tutorial notebooks use."""
 import workbench
-from workbench.notebook import follow
+from workbench.ui.notebook import follow
 
 
 def test_follow_refreshes_until_the_run_ends_and_once_after(tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-import charts
+from workbench.ui import charts
 from common import REFRESH, learns_embeddings, snapshots, follower, open_reader, pick_run, runs_dir
 from layouts import load_array, load_snapshot, upscale
 from workbench.data import image_grid

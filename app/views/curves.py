@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-import charts
+from workbench.ui import charts
 from common import REFRESH, follower, pick_runs
 from workbench.diagnostics.geometry import uniformity_reference
 

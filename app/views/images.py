@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-import charts
+from workbench.ui import charts
 from common import REFRESH, open_reader, pick_run, runs_dir, status_line
 from layouts import load_snapshot
 from workbench.methods import is_lowlight

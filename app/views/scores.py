@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-import charts
+from workbench.ui import charts
 from common import REFRESH, learns_embeddings, follower, open_reader, pick_run, pick_runs, status_line
 from workbench.diagnostics.scores import interpret_scores
 

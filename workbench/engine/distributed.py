@@ -2,11 +2,9 @@
 
     torchrun --nproc_per_node 4 -m workbench train --method simclr --dataset cifar10 --batch-size 512
 
-``--batch-size`` is the global batch; each of the W processes takes every W-th image of it. Losses that compare
-samples across the batch see the whole global batch: NT-Xent gathers the embeddings of every process with a
-gather that passes gradients back (``torch.distributed.nn.functional.all_gather``; a plain ``all_gather`` would
-silently drop the gradient of the other processes' negatives), MoCo enqueues the keys of every process, and SwAV's
-Sinkhorn sums over the global batch. Only rank 0 writes the run store, checkpoints and progress bar.
+``--batch-size`` is the global batch; each of the W processes takes every W-th image of it. This module sets the
+group up; what methods and losses ask of it (rank, gathers) is in the leaf :mod:`workbench.process_group`.
+Only rank 0 writes the run store, checkpoints and progress bar.
 """
 from __future__ import annotations
 
@@ -15,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from workbench.process_group import active
 
 
 @dataclass(frozen=True)
@@ -44,37 +44,6 @@ def from_environment() -> DistInfo:
     if torch.cuda.is_available():
         torch.cuda.set_device(info.local_rank)
     return info
-
-
-def active() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenation over processes (rank order) of ``x``; gradients flow back to every process's ``x``."""
-    if not active():
-        return x
-    import warnings
-
-    from torch.distributed.nn.functional import all_gather
-
-    with warnings.catch_warnings():  # its deprecation points to a private API; this one is public and correct
-        warnings.simplefilter("ignore", FutureWarning)
-        return torch.cat(all_gather(x.contiguous()))
-
-
-@torch.no_grad()
-def gather(x: torch.Tensor) -> torch.Tensor:
-    """Concatenation over processes of ``x``, without gradient (MoCo's keys for the queue)."""
-    if not active():
-        return x
-    out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(out, x.contiguous())
-    return torch.cat(out)
-
-
-def rank() -> int:
-    return dist.get_rank() if active() else 0
 
 
 def broadcast_object(obj, src: int = 0):

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workbench import process_group as dist
+
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.5, normalize: bool = True) -> torch.Tensor:
     """NT-Xent of two views ``z1, z2`` of shape ``(N, d)``; N may be 1 (then the only candidate is the positive).
@@ -23,8 +25,6 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.5, normalize: boo
     loss of this process's 2N anchors against the 2NW views of the global batch. Averaged over processes (as DDP
     averages gradients) it equals the single-process loss of the global batch.
     """
-    from workbench.engine import distributed as dist
-
     if z1.shape != z2.shape or z1.ndim != 2:
         raise ValueError(f"z1 and z2 must both be (N, d), got {tuple(z1.shape)} and {tuple(z2.shape)}")
     if tau <= 0:

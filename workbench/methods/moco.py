@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.engine import distributed
+from workbench import process_group
 from workbench.losses.infonce import extrapolate_positives, info_nce, interpolate_negatives
 from workbench.methods.base import Method, StepOutput
 from workbench.nn.heads import ProjectionMLP
@@ -92,7 +92,7 @@ class MoCo(Method):
             raw = tuple(torch.cat(p) for p in zip(raw, raw2))
             moved = tuple(torch.cat(p) for p in zip(moved, moved2)) if moved is not None else None
             keys.append(k1)
-        self.queue.enqueue(distributed.gather(torch.cat(keys)))  # every process's keys: one shared queue
+        self.queue.enqueue(process_group.gather(torch.cat(keys)))  # every process's keys: one shared queue
         out = StepOutput(loss=loss, logs=lam, z1=q1.detach(), z2=k2, pos=raw[0], neg=raw[1])
         if moved is not None:
             out.extra_scores["ft"] = moved

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.engine import distributed
+from workbench import process_group
 from workbench.losses.swav import sinkhorn_knopp, swapped_prediction
 from workbench.methods.base import Method, StepOutput
 from workbench.nn.heads import ProjectionMLP
@@ -78,7 +78,7 @@ class SwAV(Method):
         scores = [zi @ c.float().T for zi in z]
         losses = []
         for i in (0, 1):
-            codes = sinkhorn_knopp(scores[i].detach(), self.eps, self.iters, distributed=distributed.active())
+            codes = sinkhorn_knopp(scores[i].detach(), self.eps, self.iters, distributed=process_group.active())
             losses += [swapped_prediction(codes, scores[v], self.tau) for v in range(len(z)) if v != i]
         loss = torch.stack(losses).mean()
         self.steps_done += 1
