@@ -1,50 +1,50 @@
-"""Generate ``02_lowlight.ipynb`` (without outputs): ``python notebooks/_build_02_lowlight.py``.
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
 
-Edit the cells here, not in the notebook, so the notebook stays reproducible and free of outputs.
-The notebook is checked by ``WORKBENCH_SMOKE=1 python -m pytest --nbval-lax notebooks/02_lowlight.ipynb``.
-"""
-from __future__ import annotations
+# %% [markdown]
+# # Low-light enhancement without low-light photos: TML, watched live
+#
+# *Troublemaker Learning for Low-Light Image Enhancement* (TML) trains on **normal-light images only**. Three
+# models take turns:
+#
+# | stage | model | learns |
+# |---|---|---|
+# | 0 | troublemaker **TM** | to make a normal-light image $x$ look dark: $\min \lVert TM(x) - x_{low} \rVert_1$ |
+# | 1 | predicting model **PM** | to brighten TM's output back: $\min \ell(PM(TM(x) + n), x)$ |
+# | 2 | enhancing model **EM** | a residual that refines PM's output: $\min \ell(y - EM(y), x)$, $y = PM(\cdot)$ frozen |
+#
+# At inference the enhanced image is $y - EM(y)$ with $y = PM(x_{low})$. PM and EM are **UGDC** networks: a UNet
+# whose deeper blocks use **Global Dynamic Convolution**, a cheap imitation of self-attention whose cost grows
+# linearly with the number of pixels. The loss is $\ell = \text{smooth-}L_1 + w\,(1 - \text{SSIM})$.
+#
+# Where do the dark targets $x_{low}$ of stage 0 come from? From your own low/normal pairs when you have them
+# (`lol_dir=`, a LOL-style folder), otherwise from a synthetic family of darkenings: exposure and gamma
+# $y = \beta(\alpha x)^\gamma$, a colour cast, Poisson-Gaussian sensor noise and 8-bit quantisation.
+#
+# This notebook:
+#
+# 1. shows normal-light training patches next to their synthetic low-light versions;
+# 2. trains a small TML **in the background** and follows PSNR/SSIM and the enhanced images live;
+# 3. compares before and after with a wipe slider;
+# 4. puts TML next to the gamma baselines and Zero-DCE (the zero-reference method users would pick instead);
+# 5. enhances a whole photograph with the trained run, as `workbench enhance` does.
+#
+# The full version takes a few minutes on a laptop CPU; `WORKBENCH_SMOKE=1` makes it a seconds-long smoke run
+# (what the test suite does).
 
-from pathlib import Path
-
-from _nbtools import code, md, write
-
-OUT = Path(__file__).resolve().parent / "02_lowlight.ipynb"
-
-
-cells = [
-    md(r"""
-# Low-light enhancement without low-light photos: TML, watched live
-
-*Troublemaker Learning for Low-Light Image Enhancement* (TML) trains on **normal-light images only**. Three
-models take turns:
-
-| stage | model | learns |
-|---|---|---|
-| 0 | troublemaker **TM** | to make a normal-light image $x$ look dark: $\min \lVert TM(x) - x_{low} \rVert_1$ |
-| 1 | predicting model **PM** | to brighten TM's output back: $\min \ell(PM(TM(x) + n), x)$ |
-| 2 | enhancing model **EM** | a residual that refines PM's output: $\min \ell(y - EM(y), x)$, $y = PM(\cdot)$ frozen |
-
-At inference the enhanced image is $y - EM(y)$ with $y = PM(x_{low})$. PM and EM are **UGDC** networks: a UNet
-whose deeper blocks use **Global Dynamic Convolution**, a cheap imitation of self-attention whose cost grows
-linearly with the number of pixels. The loss is $\ell = \text{smooth-}L_1 + w\,(1 - \text{SSIM})$.
-
-Where do the dark targets $x_{low}$ of stage 0 come from? From your own low/normal pairs when you have them
-(`lol_dir=`, a LOL-style folder), otherwise from a synthetic family of darkenings: exposure and gamma
-$y = \beta(\alpha x)^\gamma$, a colour cast, Poisson-Gaussian sensor noise and 8-bit quantisation.
-
-This notebook:
-
-1. shows normal-light training patches next to their synthetic low-light versions;
-2. trains a small TML **in the background** and follows PSNR/SSIM and the enhanced images live;
-3. compares before and after with a wipe slider;
-4. puts TML next to the gamma baselines and Zero-DCE (the zero-reference method users would pick instead);
-5. enhances a whole photograph with the trained run, as `workbench enhance` does.
-
-The full version takes a few minutes on a laptop CPU; `WORKBENCH_SMOKE=1` makes it a seconds-long smoke run
-(what the test suite does).
-"""),
-    code(r"""
+# %%
 import os
 import tempfile
 import time
@@ -78,16 +78,16 @@ if SMOKE:
 else:
     RUNS_DIR = os.environ.get("WORKBENCH_RUNS_DIR", "../runs" if Path.cwd().name == "notebooks" else "runs")
 print(f"workbench {workbench.__version__}; smoke={SMOKE}; {SETTINGS}; runs in {Path(RUNS_DIR).resolve()}")
-"""),
-    md(r"""
-## 1. Normal-light patches and their synthetic darkness
 
-The embedded data set `photos` cuts random patches out of seven of scikit-image's sample photographs; two more
-photographs (`chelsea`, `coffee`) give the held-out test crops, darkened once under a fixed seed: every PSNR in
-this notebook is measured on those. The top row below shows training patches, the bottom row one random draw
-of the degradation family for each. Run the cell again for other draws.
-"""),
-    code(r"""
+# %% [markdown]
+# ## 1. Normal-light patches and their synthetic darkness
+#
+# The embedded data set `photos` cuts random patches out of seven of scikit-image's sample photographs; two more
+# photographs (`chelsea`, `coffee`) give the held-out test crops, darkened once under a fixed seed: every PSNR in
+# this notebook is measured on those. The top row below shows training patches, the bottom row one random draw
+# of the degradation family for each. Run the cell again for other draws.
+
+# %%
 bundle = load_lowlight_dataset("photos", patch_size=SETTINGS["patch_size"], n_train=SETTINGS["patches"], seed=0)
 print(bundle.source)
 degradation = Degradation()
@@ -99,21 +99,22 @@ fig = px.imshow(grid.permute(1, 2, 0).numpy(), title="top: normal-light patches;
 fig.update_xaxes(showticklabels=False).update_yaxes(showticklabels=False)
 fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10))
 fig.show()
-"""),
-    md(r"""
-## 2. Train TML in the background and watch
 
-`workbench.start_training(method="tml", ...)` takes any `TrainConfig` field, checks the configuration here, then
-trains in a background thread. Before training and after every epoch the run scores its output on the held-out
-pairs (`psnr`, `ssim`; PM alone as `psnr_pm` once EM has trained) next to the dark input's own score
-(`psnr_input`), and stores six input / enhanced / reference triplets. The next cell follows the run store until
-training ends (interrupt the kernel to stop it early).
-"""),
-    code(r"""
+# %% [markdown]
+# ## 2. Train TML in the background and watch
+#
+# `workbench.start_training(method="tml", ...)` takes any `TrainConfig` field, checks the configuration here, then
+# trains in a background thread. Before training and after every epoch the run scores its output on the held-out
+# pairs (`psnr`, `ssim`; PM alone as `psnr_pm` once EM has trained) next to the dark input's own score
+# (`psnr_input`), and stores six input / enhanced / reference triplets. The next cell follows the run store until
+# training ends (interrupt the kernel to stop it early).
+
+# %%
 handle = workbench.start_training(method="tml", runs_dir=RUNS_DIR, progress=False, **SETTINGS)
 print("training in the background; run directory:", handle.run_dir)
-"""),
-    code(r"""
+
+
+# %%
 def live_figure():
     base = make_subplots(rows=1, cols=4, column_widths=[0.34, 0.22, 0.22, 0.22], horizontal_spacing=0.04,
                          subplot_titles=("PSNR on held-out pairs (dB)", "input", "enhanced", "reference"))
@@ -151,15 +152,15 @@ result = watch(handle, live_figure(), refresh, every=1.0)  # until training ends
 m = result.metrics
 print(f"{result.status} after {result.step} steps in {time.time() - t0:.1f} s: PSNR {m['psnr']:.2f} dB "
       f"(dark input {m['psnr_input']:.2f}), SSIM {m['ssim']:.3f} (dark input {m['ssim_input']:.3f})")
-"""),
-    md(r"""
-## 3. Before and after
 
-The wipe shows the enhanced image left of the line and the dark input right of it. Pick a held-out image and an
-evaluation (the first one, at step 0, is the untrained network). PSNR compares with the normal-light reference
-(higher is better); SSIM compares local structure (1 is identical).
-"""),
-    code(r"""
+# %% [markdown]
+# ## 3. Before and after
+#
+# The wipe shows the enhanced image left of the line and the dark input right of it. Pick a held-out image and an
+# evaluation (the first one, at step 0, is the untrained network). PSNR compares with the normal-light reference
+# (higher is better); SSIM compares local structure (1 is identical).
+
+# %%
 reader = RunReader(handle.run_dir)
 evaluations = reader.artifacts("lowlight")["step"].tolist()
 snaps = {step: reader.snapshot("lowlight", step) for step in evaluations}
@@ -192,18 +193,18 @@ for w in (step_w, image_w, wipe_w):
     w.observe(show, names="value")
 display(widgets.HBox([step_w, image_w, wipe_w]), out)
 show()
-"""),
-    md(r"""
-## 4. Against the baselines
 
-A fair comparison scores everything on the same held-out pairs with the same protocol
-(`iq.PROTOCOL`, printed below). Two baselines need no training at all: a fixed gamma 2.2, and a gamma chosen
-per image so that its mean luminance becomes 0.5. **Zero-DCE** learns per-pixel brightening curves from dark
-images alone, with four non-reference losses (spatial consistency, exposure, colour constancy, smoothness); here
-it trains for as many epochs on the same patches. Gamma curves brighten well but amplify the noise and keep the
-colour cast; TML has learned to remove both, which shows most in SSIM.
-"""),
-    code(r"""
+# %% [markdown]
+# ## 4. Against the baselines
+#
+# A fair comparison scores everything on the same held-out pairs with the same protocol
+# (`iq.PROTOCOL`, printed below). Two baselines need no training at all: a fixed gamma 2.2, and a gamma chosen
+# per image so that its mean luminance becomes 0.5. **Zero-DCE** learns per-pixel brightening curves from dark
+# images alone, with four non-reference losses (spatial consistency, exposure, colour constancy, smoothness); here
+# it trains for as many epochs on the same patches. Gamma curves brighten well but amplify the noise and keep the
+# colour cast; TML has learned to remove both, which shows most in SSIM.
+
+# %%
 lows, refs = held_out_pairs(bundle.test.images)  # the pairs every run is scored on
 dce = workbench.train(method="zerodce", runs_dir=RUNS_DIR, progress=False,
                       **{k: v for k, v in SETTINGS.items() if k not in ("tm_epochs", "em_epochs", "lr")})
@@ -225,16 +226,16 @@ fig = px.imshow(image_grid(row, nrow=len(row)).permute(1, 2, 0).numpy(),
 fig.update_xaxes(showticklabels=False).update_yaxes(showticklabels=False)
 fig.update_layout(height=250, margin=dict(l=10, r=10, t=40, b=10))
 fig.show()
-"""),
-    md(r"""
-## 5. Enhance a whole photograph
 
-`enhance_array` runs a trained method on one image of any size (padded to the network's stride and cropped
-back); `workbench enhance IMAGE_OR_FOLDER --run RUN --out DIR` does the same for files, reporting any file it
-cannot read instead of stopping. Here a full scikit-image photograph that the run never saw is darkened and
-enhanced.
-"""),
-    code(r"""
+# %% [markdown]
+# ## 5. Enhance a whole photograph
+#
+# `enhance_array` runs a trained method on one image of any size (padded to the network's stride and cropped
+# back); `workbench enhance IMAGE_OR_FOLDER --run RUN --out DIR` does the same for files, reporting any file it
+# cannot read instead of stopping. Here a full scikit-image photograph that the run never saw is darkened and
+# enhanced.
+
+# %%
 from skimage import data
 
 photo = data.coffee().astype(np.float32) / 255
@@ -248,17 +249,11 @@ fig = px.imshow(np.concatenate([dark_photo, enhanced, photo], axis=1), title="da
 fig.update_xaxes(showticklabels=False).update_yaxes(showticklabels=False)
 fig.update_layout(height=280, margin=dict(l=10, r=10, t=40, b=10))
 fig.show()
-"""),
-    md(r"""
-## Where to go next
 
-* `workbench app` shows this run on the **Images** page, live, with an upload box for your own photos.
-* Train on your own normal-light photographs: `dataset="folder:/path/to/photos"`; evaluate on real darkness
-  and fit the troublemaker to it with `lol_dir="/path/to/LOL"`.
-* The paper-sized networks are `ugdc_width=64, ugdc_levels=5` (about 20 M parameters): use a GPU.
-"""),
-]
-
-
-if __name__ == "__main__":
-    write(cells, OUT, "lowlight")
+# %% [markdown]
+# ## Where to go next
+#
+# * `workbench app` shows this run on the **Images** page, live, with an upload box for your own photos.
+# * Train on your own normal-light photographs: `dataset="folder:/path/to/photos"`; evaluate on real darkness
+#   and fit the troublemaker to it with `lol_dir="/path/to/LOL"`.
+# * The paper-sized networks are `ugdc_width=64, ugdc_levels=5` (about 20 M parameters): use a GPU.
