@@ -6,18 +6,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from common import runs_dir
+from common import PAGE_TITLES, runs_dir
 
 st.set_page_config(page_title="Contrastive-learning workbench", layout="wide")
 
-PAGES = [
-    st.Page("views/runs.py", title="Runs", default=True),
-    st.Page("views/curves.py", title="Training curves"),
-    st.Page("views/scores.py", title="Pos/neg scores"),
-    st.Page("views/embeddings.py", title="Embeddings"),
-    st.Page("views/clusters.py", title="Clusters"),
-    st.Page("views/images.py", title="Images"),
-]
+PAGES = [st.Page(f"views/{key}.py", title=title, default=key == "runs") for key, title in PAGE_TITLES.items()]
 page = st.navigation(PAGES)
 st.sidebar.caption(f"runs folder: `{runs_dir()}`")
 page.run()

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from workbench.methods import is_lowlight
+from workbench.engine.registry import task_of
 from workbench.runs import RunReader, RunStoreError, list_runs
 from workbench.runs.follow import RunFollower
 from layouts import run_created
 
 REFRESH = "2s"
+PAGE_TITLES = {"runs": "Runs", "curves": "Training curves", "scores": "Pos/neg scores", "embeddings": "Embeddings",
+               "clusters": "Clusters", "images": "Images"}  # page key (Task.pages) -> title in the sidebar
 
 
 def runs_dir() -> str:
@@ -43,19 +45,30 @@ def pick_run(label: str = "Run", key: str = "run") -> str | None:
     return choice
 
 
-def learns_embeddings(name: str, what: str) -> bool:
-    """False, with a note pointing to the Images page, when ``name`` is a low-light enhancement run (it has no
-    ``what``: no embedding, no pos/neg scores, no clusters)."""
+def run_task(name: str):
+    """The task of run ``name`` (from its method), or ``None`` after saying why the run cannot be opened."""
+    reader = open_reader(name)
+    if reader is None:
+        return None
+    with reader:
+        return task_of(reader.meta.get("method"))
+
+
+def page_applies(name: str, page: str, what: str) -> bool:
+    """Whether page ``page`` shows run ``name`` (its task lists the page); if not, a note says that the run has no
+    ``what`` and which pages show it."""
     reader = open_reader(name)
     if reader is None:
         return False
     with reader:
         method = reader.meta.get("method")
-    if is_lowlight(method):
-        st.info(f"`{name}` is a low-light enhancement run ({method}): an image-to-image network has no {what}. "
-                "Its input / enhanced / reference images and PSNR/SSIM curves are on the **Images** page.")
-        return False
-    return True
+    task = task_of(method)
+    if page in task.pages:
+        return True
+    pages = " and ".join(f"**{PAGE_TITLES[p]}**" for p in task.pages)
+    st.info(f"`{name}` is a {task.title} run ({method}): it has no {what}. Its results are on the {pages} "
+            f"page{'s' if len(task.pages) > 1 else ''}.")
+    return False
 
 
 def pick_runs(label: str = "Runs to compare", key: str = "compare") -> list[str]:
@@ -100,12 +113,11 @@ def status_line(reader: RunReader) -> None:
     status, meta = reader.status(), reader.meta
     cfg = meta.get("config") or {}
     total = meta.get("total_steps") or 0
-    lowlight = is_lowlight(meta.get("method"))
-    knob = f"{cfg.get('patch_size')} px patches" if lowlight else f"tau {cfg.get('tau')}"
-    model = "" if lowlight else f" · {meta.get('backbone', '')}"
+    knob = task_of(meta.get("method")).knob(cfg)
+    model = f" · {meta['backbone']}" if meta.get("backbone") else ""
     st.caption(f"**{status.state}** · step {status.step}/{total} · epoch {meta.get('epoch', 0)}/"
-               f"{cfg.get('epochs', '?')} · {meta.get('method')} on {meta.get('dataset')} · {knob}"
-               f" · batch {cfg.get('batch_size')}{model} on {meta.get('device', '?')}")
+               f"{cfg.get('epochs', '?')} · {meta.get('method')} on {meta.get('dataset')}"
+               f"{' · ' + knob if knob else ''} · batch {cfg.get('batch_size')}{model} on {meta.get('device', '?')}")
     if total:
         st.progress(min(1.0, status.step / total))
     if status.state == "failed":

@@ -31,11 +31,11 @@ import numpy as np
 import torch
 
 from workbench import TrainConfig
-from workbench.data.lowlight import held_out_pairs, load_lowlight_dataset
+from workbench.lowlight.data import held_out_pairs, load_lowlight_dataset
 from workbench.diagnostics import image_quality as iq
-from workbench.engine.callbacks import LowLightEvaluation
+from workbench.engine.build import build
 from workbench.engine.trainer import Trainer
-from workbench.methods.lowlight import adaptive_gamma, gamma_correction
+from workbench.lowlight.methods.base import adaptive_gamma, gamma_correction
 
 
 class StageBudget(Budget):
@@ -87,8 +87,8 @@ def train(method: str, args, runs_dir: str, budget: Budget):
     cfg = TrainConfig(method=method, dataset="photos", epochs=10_000, device="cpu", progress=False, runs_dir=runs_dir,
                       patches=args.patches, patch_size=args.patch_size, ugdc_width=args.width,
                       ugdc_levels=args.levels, em_epochs=1.0, lr=args.lr, seed=0)
-    trainer = Trainer(cfg, callbacks=[budget])
-    trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, LowLightEvaluation)]
+    # no per-epoch evaluation: the benchmark scores every method itself, after the same budget
+    trainer = Trainer(cfg, callbacks=[budget], parts=build(cfg, torch.device("cpu"), callbacks=[]))
     result = trainer.fit()
     return trainer.method.eval(), result
 

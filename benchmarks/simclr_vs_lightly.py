@@ -32,7 +32,6 @@ import argparse
 import copy
 import tempfile
 import time
-from unittest import mock
 
 import _common  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 from _common import goal, machine_line, markdown_table, median, setup_threads, timed
@@ -122,16 +121,15 @@ class LightlyRun:
 def build_trainer(bundle, epochs: int, runs_dir: str, callback):
     """The engine's Trainer on the subset bundle, without its (untimed here) per-epoch evaluation."""
     from workbench import TrainConfig
-    from workbench.engine.callbacks import EpochEvaluation
+    from workbench.engine.build import build
+    from workbench.engine.callbacks import LiveDiagnostics
     from workbench.engine.trainer import Trainer
 
     cfg = TrainConfig(method="simclr", dataset="fashion-mnist", backbone="convnet", device="cpu", epochs=epochs,
                       batch_size=BATCH, optimizer="adamw", lr=LR, weight_decay=WD, tau=TAU, seed=0,
                       progress=False, runs_dir=runs_dir, run_name="workbench")
-    with mock.patch("workbench.engine.trainer.load_dataset", lambda *a, **k: bundle):
-        trainer = Trainer(cfg, callbacks=[callback])
-    trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, EpochEvaluation)]
-    return trainer
+    parts = build(cfg, torch.device("cpu"), bundle=bundle, callbacks=[LiveDiagnostics(cfg.log_every, cfg.hist_bins)])
+    return Trainer(cfg, callbacks=[callback], parts=parts)
 
 
 class Interleave(Callback):

@@ -155,7 +155,8 @@ def same_weights(a: nn.Module, b: nn.Module) -> bool:
 # ------------------------------------------------------------------------------------------------ workbench
 def run_workbench(method: str, args, runs_dir: str, reference: nn.Module) -> tuple[Result, object]:
     from workbench import TrainConfig
-    from workbench.engine.callbacks import EpochEvaluation
+    from workbench.engine.build import build
+    from workbench.engine.callbacks import LiveDiagnostics
     from workbench.engine.trainer import Trainer
     from workbench.runs.store import RunReader
 
@@ -164,8 +165,9 @@ def run_workbench(method: str, args, runs_dir: str, reference: nn.Module) -> tup
                       epochs=args.epochs, batch_size=BATCH, optimizer="adamw", lr=LR, weight_decay=WD, seed=SEED,
                       progress=False, runs_dir=runs_dir, run_name=method)
     budget = Budget(args.budget)
-    trainer = Trainer(cfg, callbacks=[budget])
-    trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, EpochEvaluation)]
+    # the live diagnostics every run has, not the per-epoch evaluation: the benchmark scores each method itself
+    parts = build(cfg, torch.device("cpu"), callbacks=[LiveDiagnostics(cfg.log_every, cfg.hist_bins)])
+    trainer = Trainer(cfg, callbacks=[budget], parts=parts)
     if not same_weights(trainer.method.backbone, reference):
         res.notes = "initial backbone differs from the reference! "
     result = trainer.fit()
@@ -180,7 +182,7 @@ def run_workbench(method: str, args, runs_dir: str, reference: nn.Module) -> tup
     m = trainer.method
     pre = getattr(m, "pretrain_steps", None)
     if pre is not None:  # G-SimCLR and DEPICT: autoencoder pre-training first
-        done = int(m.steps_done)
+        done = result.step
         res.notes += (f"AE pre-training {min(done, pre)}/{pre} steps" +
                       (f", then {done - pre} steps of {'SimCLR' if method == 'gsimclr' else 'clustering'}"
                        if done > pre else " (not finished: no clustering yet)" if method == "depict"

@@ -61,11 +61,11 @@ from IPython.display import display
 import torch
 
 import workbench
-from workbench.data.lowlight import Degradation, held_out_pairs, load_lowlight_dataset
+from workbench.lowlight.data import Degradation, held_out_pairs, load_lowlight_dataset
 from workbench.data.views import image_grid
 from workbench.diagnostics import image_quality as iq
-from workbench.engine.enhance import enhance_array, load_enhancer
-from workbench.methods.lowlight import adaptive_gamma, gamma_correction
+from workbench.lowlight.enhance import enhance_array, load_enhancer
+from workbench.lowlight.methods.base import adaptive_gamma, gamma_correction
 from workbench.ui.notebook import watch
 from workbench.runs import RunReader
 
@@ -206,8 +206,8 @@ show()
 
 # %%
 lows, refs = held_out_pairs(bundle.test.images)  # the pairs every run is scored on
-dce = workbench.train(method="zerodce", runs_dir=RUNS_DIR, progress=False,
-                      **{k: v for k, v in SETTINGS.items() if k not in ("tm_epochs", "em_epochs", "lr")})
+shared = {k: SETTINGS[k] for k in ("epochs", "patches", "patch_size")}  # TML's own options are not Zero-DCE's
+dce = workbench.train(method="zerodce", runs_dir=RUNS_DIR, progress=False, **shared)
 tml = load_enhancer(handle.run_dir)
 candidates = {
     "dark input": lows,

@@ -221,8 +221,8 @@ def test_live_refresh_reads_new_steps(tmp_path):
 
 def test_start_and_stop_a_run_from_the_runs_page(tmp_path):
     at = app_on(tmp_path)
-    at.number_input[0].set_value(300)  # epochs
-    at.text_input[1].set_value("from-app")
+    at.number_input(key="new_epochs").set_value(300)
+    at.text_input(key="new_run_name").set_value("from-app")
     at.button[0].click().run()  # the form's submit button
     assert not at.exception
     assert any("Started `from-app`" in s.value for s in at.success)
@@ -243,7 +243,7 @@ def test_start_and_stop_a_run_from_the_runs_page(tmp_path):
 
 def test_new_run_form_rejects_bad_values_and_missing_data(tmp_path):
     at = app_on(tmp_path)
-    at.selectbox[1].select("cifar10")
+    at.selectbox(key="new_dataset").select("cifar10")
     at.button[0].click().run()
     assert any("not on this machine" in e.value and "--download" in e.value for e in at.error)
     assert not any(tmp_path.iterdir())

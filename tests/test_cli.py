@@ -89,9 +89,27 @@ def test_launch_command_round_trips_every_config_field():
     from workbench.cli import _config_from_args, build_parser
     from workbench.engine.launch import train_command
 
-    cfg = TrainConfig(method="moco", dataset="digits", epochs=7, tau=0.1, ft_pos=True, ft_neg=True, queue_size=512,
-                      moco_momentum=0.9, amp=False, prototypes=12, feature_block=2, lr=0.01, run_name="x",
-                      download=True, symmetric=False)
-    argv = train_command(cfg)[3:]  # drop "python -m workbench"
-    assert argv[0] == "train"
-    assert _config_from_args(build_parser().parse_args(argv)) == cfg
+    configs = [TrainConfig(method="moco", dataset="digits", epochs=7, tau=0.1, ft_pos=True, ft_neg=True,
+                           queue_size=512, moco_momentum=0.9, amp=False, lr=0.01, run_name="x", download=True,
+                           symmetric=False, backbone="convnet", knn_k=5),
+               TrainConfig(method="swav", prototypes=12, small_crops=0, batch_size=64),
+               TrainConfig(method="rotnet", feature_block=2),
+               TrainConfig(method="tml", troublemaker="synthetic", ugdc_levels=2, patch_size=32, em_epochs=0.5)]
+    for cfg in configs:
+        argv = train_command(cfg)[3:]  # drop "python -m workbench"
+        assert argv[0] == "train"
+        assert _config_from_args(build_parser().parse_args(argv)) == cfg
+
+
+def test_options_of_another_method_are_refused_by_name(runs_dir):
+    p = wb("train", "--method", "simclr", "--queue-size", "64", "--runs-dir", str(runs_dir))
+    assert p.returncode == 2 and "queue_size is not an option of simclr (it is one of moco)" in p.stderr
+    assert not any(runs_dir.iterdir())
+
+
+def test_help_lists_each_methods_options_with_their_ranges():
+    p = wb("train", "--help")
+    assert p.returncode == 0
+    text = " ".join(p.stdout.split())  # argparse wraps lines
+    assert "options of moco:" in text and "--queue-size" in text and "options of tml:" in text
+    assert "--ugdc-levels UGDC_LEVELS UNet levels of PM and EM (default 3); allowed: an integer >= 1 and <= 7" in text

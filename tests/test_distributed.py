@@ -77,7 +77,7 @@ def test_torchrun_trains_with_rank_zero_writing_the_store(tmp_path, method):
     runs = tmp_path / "runs"
     p = torchrun(["-m", "workbench", "train", "--method", method, "--epochs", "2", "--batch-size", "128", "--device",
                   "cpu", "--runs-dir", str(runs), "--run-name", "ddp", "--progress", "false", "--probe-size", "100",
-                  "--queue-size", "512"])
+                  *(["--queue-size", "512"] if method == "moco" else [])])
     assert [d.name for d in runs.iterdir()] == ["ddp"]  # one run, not one per process
     with RunReader(runs / "ddp") as r:
         assert r.status().state == "finished" and r.meta["world_size"] == WORLD

@@ -81,8 +81,8 @@ def test_nan_loss_stops_marks_failed_and_keeps_the_last_good_checkpoint(quick, m
     original = SimCLR.step
     calls = {"n": 0}
 
-    def step(self, images, generator):
-        out = original(self, images, generator)
+    def step(self, images, index, generator):
+        out = original(self, images, index, generator)
         calls["n"] += 1
         if calls["n"] == 14:  # in the second epoch (11 steps per epoch)
             return StepOutput(loss=out.loss * float("nan"), z1=out.z1, z2=out.z2)

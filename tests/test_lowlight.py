@@ -14,12 +14,13 @@ from streamlit.testing.v1 import AppTest
 import workbench
 from workbench import TrainConfig
 from workbench.config import ConfigError
-from workbench.engine.enhance import load_enhancer
-from workbench.methods.tml import TML, Troublemaker, brightness_ratio, darkness_code
+from workbench.lowlight.enhance import load_enhancer
+from workbench.lowlight.methods.tml import TML, Troublemaker, brightness_ratio, darkness_code
 from workbench.runs import RunReader
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "Home.py")
-SMALL = dict(dataset="photos", patches=256, patch_size=32, ugdc_width=8, ugdc_levels=3, progress=False)
+DATA = dict(dataset="photos", patches=256, patch_size=32, progress=False)  # options of every low-light run
+SMALL = dict(DATA, ugdc_width=8, ugdc_levels=3)  # and a small TML network
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def test_tml_stages_follow_the_plan_and_end_stage_moves_them():
     assert [m.stage(s) for s in range(10)] == [0, 0, 1, 1, 1, 2, 2, 2, 2, 2]
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8, generator=g)
-    notes = [m.step(images, g).notes for _ in range(6)]
+    notes = [m.step(images, i, g).notes for i in range(6)]
     assert "troublemaker" in notes[0][0] and "predicting" in notes[2][0] and "enhancing" in notes[5][0]
     m2 = TML(width=4, levels=2, stage_steps=(100, 100, 100))
     m2.steps_done += 7
@@ -116,7 +117,7 @@ def test_tml_resume_keeps_the_stage_plan(tml_run, tmp_path):
 
 
 def test_zerodce_trains_and_brightens(tmp_path):
-    result = workbench.train(method="zerodce", epochs=2, runs_dir=str(tmp_path), run_name="dce", **SMALL)
+    result = workbench.train(method="zerodce", epochs=2, runs_dir=str(tmp_path), run_name="dce", **DATA)
     with RunReader(result.run_dir) as r:
         df = r.scalars(["psnr", "psnr_input", "brightness", "loss"])
     print(f"\nZero-DCE 2 epochs: PSNR {df['psnr'].dropna().iloc[0]:.2f} -> {df['psnr'].dropna().iloc[-1]:.2f} "

@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageOps
 
 from workbench.data.imageio import (ImageReadError, _orient, list_images, read_image, read_images, save_image)
-from workbench.data.lowlight import (PHOTOS_TEST, PHOTOS_TRAIN, Degradation, DegradationRanges, grid_crops,
+from workbench.lowlight.data import (PHOTOS_TEST, PHOTOS_TRAIN, Degradation, DegradationRanges, grid_crops,
                                      load_lol_pairs, load_lowlight_dataset, random_crops)
 from workbench.data.registry import DatasetUnavailable
 

@@ -10,8 +10,8 @@ from skimage import data as skdata
 from skimage.metrics import structural_similarity
 
 from workbench.diagnostics import image_quality as iq
-from workbench.losses.restoration import restoration_loss, ssim, ssim_loss
-from workbench.losses.zerodce import (color_constancy_loss, exposure_loss, illumination_smoothness_loss,
+from workbench.lowlight.losses.restoration import restoration_loss, ssim, ssim_loss
+from workbench.lowlight.losses.zerodce import (color_constancy_loss, exposure_loss, illumination_smoothness_loss,
                                       spatial_consistency_loss, zero_dce_loss)
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from workbench.nn import DCENet, GlobalDynamicConv, UGDC, apply_curves, enhancing_model, predicting_model
-from workbench.nn.ugdc import GDCDoubleConv
+from workbench.lowlight.nn import DCENet, GlobalDynamicConv, UGDC, apply_curves, enhancing_model, predicting_model
+from workbench.lowlight.nn.ugdc import GDCDoubleConv
 
 SIZES = [(1, 3, 37, 53), (2, 3, 5, 7), (1, 3, 64, 96), (2, 3, 1, 1)]
 

@@ -9,7 +9,8 @@ Quick start::
     result = workbench.train(method="simclr", dataset="digits", epochs=5)
     reader = workbench.runs.RunReader(result.run_dir)
 """
-from workbench.config import TrainConfig, ConfigError
+from workbench.config import ConfigError
+from workbench.engine.config import TrainConfig
 from workbench.engine.api import train, start_training
 
 __all__ = ["TrainConfig", "ConfigError", "train", "start_training"]

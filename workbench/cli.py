@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import signal
 import subprocess
@@ -10,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from workbench.config import ConfigError, TrainConfig
+from workbench.config import ConfigError
 
 APP_ENTRY = Path(__file__).resolve().parent.parent / "app" / "Home.py"
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks" / "run_all.py"
@@ -25,52 +24,57 @@ def _bool(s: str) -> bool:
 
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:
-    """One ``--option`` per TrainConfig field, with the dataclass default shown."""
-    helps = {
-        "method": "self-supervised method", "dataset": "dataset name (see `workbench datasets`) or folder:<path>",
-        "data_root": "where datasets are cached/downloaded", "download": "allow downloading the dataset",
-        "image_size": "view size in pixels (default: the dataset's own)", "tau": "NT-Xent temperature",
-        "lr": "learning rate (default depends on --optimizer)", "log_every": "steps between live diagnostics",
-        "run_name": "name of the run directory under --runs-dir (default: method-dataset-time)",
-        "resume": "continue the run --run-name from its last checkpoint (same step count)",
-        "device": "auto | cpu | cuda | cuda:N | mps", "amp": "mixed precision on CUDA",
-    }
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default
-        h = helps.get(f.name, "")
-        if f.type in ("bool", bool):
-            if default is False:
-                p.add_argument(flag, action="store_true", default=None, help=h)
-            else:
-                p.add_argument(flag, type=_bool, default=None, metavar="BOOL", help=f"{h} (default {default})")
-            continue
-        typ = {"int": int, "float": float, "int | None": int, "float | None": float}.get(str(f.type), str)
-        kwargs = {}
-        if f.name in TrainConfig.CHOICES:
-            kwargs["choices"] = TrainConfig.CHOICES[f.name]
-        p.add_argument(flag, type=typ, default=None, help=f"{h} (default {default})".strip(), **kwargs)
+    """One ``--option`` per option of any method, grouped by the methods it applies to. Help text, type, default
+    and choices come from the options dataclasses (common, task and method options): nothing is written here."""
+    from workbench.engine.config import option_specs
+    from workbench.methods import METHODS
+
+    entries: dict[str, list] = {}
+    for method in METHODS:
+        for s in option_specs(method):
+            entries.setdefault(s.name, []).append((method, s))
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for name, found in entries.items():
+        methods = [m for m, _ in found]
+        title = "options of every run" if len(methods) == len(METHODS) else f"options of {', '.join(methods)}"
+        group = groups.get(title) or groups.setdefault(title, p.add_argument_group(title))
+        s = found[0][1]
+        bounded = s.choices is None and s.type in (int, float) and any(
+            v is not None for v in (s.ge, s.gt, s.le, s.lt))
+        allowed = f"; allowed: {s.allowed()}" if bounded or s.note else ""
+        defaults = {m: spec.default for m, spec in found}
+        if len(set(map(repr, defaults.values()))) == 1:
+            default = "" if s.default is None else f" (default {str(s.default).lower() if s.type is bool else s.default})"
+        else:
+            default = " (default " + ", ".join(f"{m} {d}" for m, d in defaults.items()) + ")"
+        if s.type is bool and s.default is False:
+            group.add_argument(s.flag, action="store_true", default=None, help=s.help)
+        elif s.type is bool:
+            group.add_argument(s.flag, type=_bool, default=None, metavar="BOOL", help=s.help + default + allowed)
+        else:
+            choices = list(METHODS) if name == "method" else s.choices
+            group.add_argument(s.flag, type=s.type, default=None, choices=choices, help=s.help + default + allowed)
 
 
-def _config_from_args(args: argparse.Namespace) -> TrainConfig:
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-             if getattr(args, f.name, None) is not None}
+def _config_from_args(args: argparse.Namespace):
+    from workbench.engine.config import RESUMABLE, TrainConfig, owners
+
+    given = {name: getattr(args, name) for name in owners() if getattr(args, name, None) is not None}
     if given.get("resume"):
         if not given.get("run_name"):
             raise ConfigError("resume: name the run to continue with --run-name")
         from workbench.runs import RunReader
 
-        run_dir = Path(given.get("runs_dir", TrainConfig.runs_dir)) / given["run_name"]
+        run_dir = Path(given.get("runs_dir", "runs")) / given["run_name"]
         try:
             with RunReader(run_dir) as r:
-                stored = r.config
+                stored = TrainConfig.from_dict(r.config).to_dict()
         except Exception as e:
             raise ConfigError(f"resume: cannot read run {run_dir}: {e}") from e
-        allowed = {"epochs", "device", "progress", "resume", "runs_dir", "run_name", "amp", "data_root"}
-        changed = {k for k, v in given.items() if k not in allowed and stored.get(k) != v}
+        changed = {k for k, v in given.items() if k not in RESUMABLE and stored.get(k) != v}
         if changed:
-            raise ConfigError(f"resume: {sorted(changed)} cannot change when resuming; only {sorted(allowed)} can")
-        return TrainConfig.from_dict({**stored, **given})
+            raise ConfigError(f"resume: {sorted(changed)} cannot change when resuming; only {sorted(RESUMABLE)} can")
+        return TrainConfig(**{**stored, **given})
     return TrainConfig(**given)
 
 
@@ -99,7 +103,7 @@ def cmd_train(args) -> int:
         print(f"workbench train: {e}", file=sys.stderr)
         return 2
     _stop_on_sigterm(trainer.stop_event)
-    model = "" if cfg.lowlight else f", {trainer.backbone_name} backbone"
+    model = "".join(f", {value} {key}" for key, value in trainer.parts.model_info.items())
     print(f"run: {trainer.run_dir}  ({cfg.method} on {cfg.dataset}{model}, "
           f"device {trainer.device}, {cfg.epochs} epochs x {trainer.steps_per_epoch} steps)", file=sys.stderr)
     clean = False
@@ -112,11 +116,8 @@ def cmd_train(args) -> int:
     finally:
         distributed.shutdown(clean)
     m = result.metrics
-    score = (f"PSNR {m.get('psnr', float('nan')):.2f} dB (dark input {m.get('psnr_input', float('nan')):.2f}), "
-             f"SSIM {m.get('ssim', float('nan')):.4f}" if cfg.lowlight else
-             f"kNN accuracy {m.get('knn_acc', float('nan')):.4f}")
     print(f"{result.status}: step {result.step}, epoch {result.epochs_done}, loss {m.get('loss', float('nan')):.4f}, "
-          f"{score}  ->  {result.run_dir}")
+          f"{cfg.task.summary(m)}  ->  {result.run_dir}")
     return 0 if result.status == "finished" else 130
 
 
@@ -192,7 +193,7 @@ def cmd_demo(args) -> int:
 
 def cmd_enhance(args) -> int:
     from workbench.data.imageio import ImageReadError
-    from workbench.engine.enhance import enhance_files, load_enhancer
+    from workbench.lowlight.enhance import enhance_files, load_enhancer
 
     run = Path(args.run)
     if not run.exists() and not run.is_absolute():

@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from workbench.ui import charts
-from common import REFRESH, learns_embeddings, snapshots, follower, open_reader, pick_run, runs_dir
+from common import REFRESH, page_applies, snapshots, follower, open_reader, pick_run, runs_dir
 from layouts import load_array, load_snapshot, upscale
 from workbench.data import image_grid
 from workbench.diagnostics.clustering import cluster_scores, matched_confusion, occupancy
@@ -85,7 +85,7 @@ def show(name: str) -> None:
                                                                    for i, c in enumerate(order)))
 
 
-if name and learns_embeddings(name, "clusters"):
+if name and page_applies(name, "clusters", "clusters"):
     reader = open_reader(name)
     if reader is not None:
         with reader:

@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from workbench.ui import charts
-from common import REFRESH, learns_embeddings, snapshots, open_reader, pick_run, runs_dir
+from common import REFRESH, page_applies, snapshots, open_reader, pick_run, runs_dir
 from layouts import layout, load_snapshot, upscale
 
 st.header("Embeddings")
@@ -69,7 +69,7 @@ def show(name: str) -> None:
             st.image([im.squeeze() for im in imgs], caption=caps)
 
 
-if name and learns_embeddings(name, "embeddings"):
+if name and page_applies(name, "embeddings", "embeddings"):
     c1, c2 = st.columns([1, 4])
     c1.toggle("follow the latest epoch", value=True, key="emb_follow")
     if not st.session_state["emb_follow"]:

@@ -6,11 +6,13 @@ from pathlib import Path
 import streamlit as st
 
 from common import REFRESH, open_reader, readable_runs, runs_dir
-from workbench.config import ConfigError, TrainConfig
-from workbench.data.lowlight import load_lowlight_dataset
-from workbench.data.registry import DATASETS, DatasetUnavailable, load_dataset
-from workbench.methods import METHODS
+from forms import option_widgets
+from workbench.config import ConfigError, specs
+from workbench.data.registry import DatasetUnavailable
 from workbench.engine import launch
+from workbench.engine.config import TrainConfig, option_sets
+from workbench.engine.registry import task_of
+from workbench.methods import METHODS
 from workbench.runs import list_runs
 
 st.header("Runs")
@@ -46,62 +48,34 @@ def runs_table() -> None:
 runs_table()
 
 st.subheader("Start a run")
+names = sorted(METHODS)
+method = st.selectbox("method", names, index=names.index("simclr"), key="new_method",
+                      help="the form below shows the options of this method")
+task = task_of(method)
+common, task_set, method_set = (specs(group) for group in option_sets(method))
 with st.form("new_run"):
-    c1, c2, c3 = st.columns(3)
-    method = c1.selectbox("method", sorted(METHODS), index=sorted(METHODS).index("simclr"))
-    dataset = c2.selectbox("dataset", list(DATASETS) + ["photos", "folder:"],
-                           help="photos: scikit-image's photographs, for the low-light methods (tml, zerodce); "
-                                "folder: takes the path below")
-    folder = c3.text_input("image folder (for folder:)", "")
-    c4, c5, c6, c7 = st.columns(4)
-    defaults = TrainConfig()
-    epochs = c4.number_input("epochs", 1, 10000, 50)
-    batch_size = c5.number_input("batch size (0 = the method's default)", 0, 8192, 0,
-                                 help="256 for contrastive methods, 16 for low-light methods")
-    tau = c6.number_input("temperature tau", 0.001, 10.0, defaults.tau, step=0.05, format="%.3f")
-    lr = c7.number_input("learning rate (0 = default)", 0.0, 10.0, 0.0, format="%.5f")
-    c8, c9, c10, c11 = st.columns(4)
-    optimizer = c8.selectbox("optimizer", TrainConfig.CHOICES["optimizer"])
-    log_every = c9.number_input("log every (steps)", 1, 10000, defaults.log_every)
-    device = c10.selectbox("device", ["auto", "cpu", "cuda", "mps"])
-    run_name = c11.text_input("run name (optional)", "")
-    download = st.checkbox("allow downloading the dataset (needs internet)", value=False)
-    with st.expander("method options (used by the method they belong to)"):
-        m1, m2, m3, m4 = st.columns(4)
-        moco_momentum = m1.number_input("MoCo momentum m", 0.0, 1.0, defaults.moco_momentum, format="%.4f")
-        queue_size = m2.number_input("MoCo queue size", 1, 1_000_000, defaults.queue_size)
-        ft_pos = m3.checkbox("MoCo: positive extrapolation (FT)")
-        ft_neg = m4.checkbox("MoCo: negative interpolation (FT)")
-        m5, m6, m7, m8 = st.columns(4)
-        prototypes = m5.number_input("SwAV prototypes (0 = 3 x classes)", 0, 100_000, 0)
-        swav_eps = m6.number_input("SwAV Sinkhorn eps", 0.001, 1.0, defaults.swav_eps, format="%.3f")
-        pretrain_epochs = m7.number_input("DEPICT / G-SimCLR autoencoder epochs", 0.0, 1000.0,
-                                          defaults.pretrain_epochs)
-        feature_block = m8.number_input("RotNet feature block (0 = last)", 0, 4, 0)
-        l1, l2, l3, l4 = st.columns(4)
-        troublemaker = l1.selectbox("TML troublemaker", TrainConfig.CHOICES["troublemaker"])
-        ugdc_width = l2.number_input("TML UGDC width (paper 64)", 2, 256, defaults.ugdc_width)
-        ugdc_levels = l3.number_input("TML UGDC levels (paper 5)", 1, 7, defaults.ugdc_levels)
-        patch_size = l4.number_input("low-light patch size", 8, 1024, defaults.patch_size)
+    c1, c2 = st.columns(2)
+    datasets = task.datasets() + ["folder:"]
+    dataset = c1.selectbox("dataset", datasets, key="new_dataset",
+                           help="the embedded and offline datasets of this task; folder: takes the path beside")
+    folder = c2.text_input("image folder (for folder:)", "", key="new_folder")
+    values = option_widgets([s for s in common if s.form and s.name not in ("method", "dataset")])
+    with st.expander(f"{task.name} options"):
+        values.update(option_widgets([s for s in task_set if s.form]))
+    with st.expander(f"{method} options", expanded=bool(method_set)):
+        values.update(option_widgets([s for s in method_set if s.form]))
+        if not method_set:
+            st.caption(f"{method} has no options of its own.")
     submitted = st.form_submit_button("Start training")
 
 if submitted:
     name = f"folder:{folder}" if dataset == "folder:" else dataset
     try:
-        cfg = TrainConfig(method=method, dataset=name, epochs=int(epochs), batch_size=int(batch_size) or None,
-                          tau=float(tau), troublemaker=troublemaker, ugdc_width=int(ugdc_width),
-                          ugdc_levels=int(ugdc_levels), patch_size=int(patch_size),
-                          lr=float(lr) or None, optimizer=optimizer, log_every=int(log_every), device=device,
-                          run_name=run_name.strip() or None, runs_dir=runs_dir(), download=download,
-                          moco_momentum=float(moco_momentum), queue_size=int(queue_size), ft_pos=ft_pos,
-                          ft_neg=ft_neg, prototypes=int(prototypes) or None, swav_eps=float(swav_eps),
-                          pretrain_epochs=float(pretrain_epochs), feature_block=int(feature_block) or None)
+        cfg = TrainConfig(method=method, dataset=name, runs_dir=runs_dir(), **values)
         if cfg.run_name and (Path(cfg.runs_dir) / cfg.run_name / "run.db").exists():
             raise ConfigError(f"run name {cfg.run_name!r} is taken: choose another")
-        if cfg.lowlight:  # fail here, not in the background
-            load_lowlight_dataset(cfg.dataset, patch_size=cfg.patch_size, n_train=8)
-        elif not download:
-            load_dataset(cfg.dataset, cfg.data_root, False, cfg.image_size)
+        if not cfg.download:  # fail here, not in the background
+            task.load_data(cfg, probe=True)
         proc, run_dir = launch.launch(cfg)
         st.session_state.setdefault("launched", {})[str(run_dir)] = proc
         st.session_state["selected_run"] = run_dir.name

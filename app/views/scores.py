@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from workbench.ui import charts
-from common import REFRESH, learns_embeddings, follower, open_reader, pick_run, pick_runs, status_line
+from common import REFRESH, page_applies, follower, open_reader, pick_run, pick_runs, status_line
 from workbench.diagnostics.scores import interpret_scores
 
 st.header("Positive / negative scores")
@@ -51,7 +51,7 @@ def show(name: str, compare: list[str]) -> None:
     k3.plotly_chart(charts.overlay(frames, "neg_var", "neg_var (per-query variance)"), width="stretch", key="nv")
 
 
-if name and learns_embeddings(name, "positive / negative scores"):
+if name and page_applies(name, "scores", "positive / negative scores"):
     c1, c2 = st.columns([1, 4])
     c1.toggle("follow the latest step", value=True, key="follow_latest")
     if not st.session_state["follow_latest"]:

@@ -96,6 +96,11 @@ class DatasetBundle:
         return DatasetBundle(self.name, train, self.test, memory, self.classes, self.mean, self.std,
                              self.crop_scale, f"{self.source} (subset of {n})", self.pairs, self.pair_failures)
 
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Full batches in one pass over the training split (a batch larger than the split is the whole split)."""
+        n = len(self.train)
+        return max(1, n // min(batch_size, n)) if n else 0
+
     @property
     def channels(self) -> int:
         return self.train.images.shape[1]

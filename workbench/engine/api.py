@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from workbench.config import TrainConfig
+from workbench.engine.config import TrainConfig
 
 
 def _config(config: TrainConfig | None, overrides: dict) -> TrainConfig:

@@ -11,17 +11,18 @@ import sys
 import threading
 from pathlib import Path
 
-from workbench.config import TrainConfig
+from workbench.engine.config import TrainConfig
 from workbench.engine.trainer import default_run_name
 from workbench.runs.store import STOP_FILE, RunReader
 
 
 def train_command(config: TrainConfig) -> list[str]:
-    """The ``workbench train`` command line for a config (only fields that differ from the defaults)."""
-    defaults = TrainConfig()
-    cmd = [sys.executable, "-m", "workbench", "train"]
+    """The ``workbench train`` command line for a config (the method, then the options that differ from its
+    defaults)."""
+    defaults = TrainConfig(method=config.method)
+    cmd = [sys.executable, "-m", "workbench", "train", "--method", config.method]
     for key, value in config.to_dict().items():
-        if value == getattr(defaults, key) or value is None:
+        if key == "method" or value == getattr(defaults, key) or value is None:
             continue
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):  # the CLI's rule: a switch for False defaults, --flag true/false otherwise

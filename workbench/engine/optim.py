@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from workbench.config import TrainConfig
+from workbench.engine.config import TrainConfig
 
 
 class LARS(torch.optim.Optimizer):

@@ -1,4 +1,7 @@
-"""The training loop: plain PyTorch, callbacks, checkpoints every epoch, resume, NaN guard, live run store."""
+"""The training loop: plain PyTorch, callbacks, checkpoints every epoch, resume, NaN guard, live run store.
+
+The loop receives its parts (data, method, optimiser, schedule, callbacks) from :func:`workbench.engine.build.build`
+or from its caller, and asks nothing of the kind of work: the run's task chose the parts."""
 from __future__ import annotations
 
 import math
@@ -13,16 +16,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from workbench.config import ConfigError, TrainConfig
-from workbench.data.registry import DatasetBundle, load_dataset
-from workbench.data.views import ContrastiveViews, ViewConfig
+from workbench.config import ConfigError
 from workbench.engine import distributed
-from workbench.engine.callbacks import Callback, EpochEvaluation, LiveDiagnostics, LowLightEvaluation
+from workbench.engine.build import Parts, build
+from workbench.engine.callbacks import Callback
+from workbench.engine.config import RESUMABLE, TrainConfig
 from workbench.engine.device import autocast, needs_grad_scaler, resolve_device
-from workbench.engine.optim import build_optimizer, build_scheduler
-from workbench.runs.store import DB_NAME, STOP_FILE, RunWriter
+from workbench.runs.store import CHECKPOINT, DB_NAME, STOP_FILE, RunReader, RunWriter
 
-CHECKPOINT = "checkpoints/last.pt"
 ON_DEVICE_MAX_BYTES = 2 << 30  # datasets up to 2 GiB live on the training device; larger ones stream per batch
 
 
@@ -64,8 +65,6 @@ def resolve_run_dir(cfg: TrainConfig) -> Path:
         if not (run_dir / CHECKPOINT).exists():
             raise ConfigError(f"resume: {run_dir} has no checkpoint ({CHECKPOINT}) to resume from; "
                               f"a run saves one at the end of each epoch")
-        from workbench.runs.store import RunReader
-
         with RunReader(run_dir) as r:
             if r.status().state == "running":
                 raise ConfigError(f"resume: {run_dir} is still running (its heartbeat is fresh); stop it first")
@@ -75,26 +74,13 @@ def resolve_run_dir(cfg: TrainConfig) -> Path:
     return run_dir
 
 
-def build_method(cfg: TrainConfig, bundle: DatasetBundle, device: torch.device):
-    from workbench.methods import METHODS
-    from workbench.nn.backbones import build_backbone
-
-    if cfg.lowlight:  # image-to-image networks of their own, no backbone or contrastive views
-        return METHODS[cfg.method].from_config(cfg, None, None, bundle), "-"
-    size = cfg.image_size or bundle.image_size
-    backbone_name = cfg.backbone
-    if backbone_name == "auto":
-        backbone_name = "resnet18" if device.type == "cuda" and size >= 32 else "convnet"
-    views = ContrastiveViews(ViewConfig(size=size, crop_scale=bundle.crop_scale), bundle.mean, bundle.std)
-    backbone = build_backbone(backbone_name, bundle.channels)
-    method = METHODS[cfg.method].from_config(cfg, backbone, views, bundle)
-    return method, backbone_name
-
-
 class Trainer:
+    """Trains ``parts`` (built from ``config`` when not given) under ``config``'s schedule; ``callbacks`` are added
+    to the parts' own."""
+
     def __init__(self, config: TrainConfig, callbacks: list[Callback] | None = None,
-                 stop_event: threading.Event | None = None, run_dir: Path | None = None):
-        config.validate()
+                 stop_event: threading.Event | None = None, run_dir: Path | None = None,
+                 parts: Parts | None = None):
         self.cfg = config
         self.stop_event = stop_event or threading.Event()
         self.dist = distributed.from_environment()  # torchrun: this process's rank in the group
@@ -107,36 +93,14 @@ class Trainer:
         # rank 0 names (and claims) the run directory; the others use the same one
         self.run_dir = distributed.broadcast_object(run_dir or (resolve_run_dir(config) if self.dist.is_main
                                                                 else None))
-        if config.lowlight:
-            from workbench.data.lowlight import load_lowlight_dataset
-
-            self.bundle: DatasetBundle = load_lowlight_dataset(config.dataset, patch_size=config.patch_size,
-                                                               n_train=config.patches, seed=config.seed,
-                                                               lol_dir=config.lol_dir)
-        else:
-            self.bundle = load_dataset(config.dataset, config.data_root, config.download, config.image_size)
-        if config.subset and not config.lowlight and config.subset < len(self.bundle.train):
-            self.bundle = self.bundle.with_train_subset(config.subset, seed=config.seed)
-        if len(self.bundle.train) < 2:
-            raise ConfigError(f"dataset {config.dataset!r} has {len(self.bundle.train)} training images; need >= 2")
-        with torch.random.fork_rng(devices=[]):  # seeded initial weights, without resetting the caller's RNG
-            torch.manual_seed(config.seed)
-            self.method, self.backbone_name = build_method(config, self.bundle, self.device)
-        self.method.to(self.device)
-        if self.device.type == "cuda":
-            self.method.to(memory_format=torch.channels_last)
-        self.batch_size = min(config.batch_size, len(self.bundle.train))
-        self.steps_per_epoch = len(self.bundle.train) // self.batch_size
-        total = self.steps_per_epoch * config.epochs
-        self.optimizer = build_optimizer(self.method, config)
-        self.scheduler = build_scheduler(self.optimizer, total, round(config.warmup_epochs * self.steps_per_epoch))
+        self.parts = parts = parts or build(config, self.device)
+        self.bundle, self.method = parts.bundle, parts.method
+        self.optimizer, self.scheduler = parts.optimizer, parts.scheduler
+        self.batch_size, self.steps_per_epoch = parts.batch_size, parts.steps_per_epoch
         self.scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.device, config.amp))
         self.order_gen = torch.Generator().manual_seed(config.seed)
         self.aug_gen = torch.Generator(device=self.device).manual_seed(config.seed + 1 + 1000 * self.dist.rank)
-        evaluation = (LowLightEvaluation(config.eval_every) if config.lowlight else
-                      EpochEvaluation(config.eval_every, config.knn_k, config.knn_t, config.probe_size))
-        self.callbacks = [LiveDiagnostics(config.log_every, config.hist_bins), evaluation]
-        self.callbacks += list(callbacks or [])
+        self.callbacks = list(parts.callbacks) + list(callbacks or [])
         if not self.dist.is_main:
             self.callbacks = []  # diagnostics, evaluation and the run store belong to rank 0
         self.model = self.method  # what the loop calls: the method, or DDP around it
@@ -188,12 +152,16 @@ class Trainer:
 
     def load_checkpoint(self) -> None:
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
-        saved = state["config"]
-        for key in ("method", "dataset", "backbone", "proj_dim"):
-            if saved.get(key) != getattr(self.cfg, key):
-                raise ConfigError(f"resume: {key}={getattr(self.cfg, key)!r} differs from the run's "
-                                  f"{saved.get(key)!r}; resume with the run's own configuration")
-        self.method.load_state_dict(state["model"])
+        saved, now = TrainConfig.from_dict(state["config"]).to_dict(), self.cfg.to_dict()
+        for key in sorted(set(saved) | set(now)):
+            if key not in RESUMABLE and saved.get(key) != now.get(key):
+                raise ConfigError(f"resume: {key}={now.get(key)!r} differs from the run's {saved.get(key)!r}; "
+                                  "resume with the run's own configuration")
+        try:
+            self.method.load_state_dict(state["model"])
+        except RuntimeError as e:
+            raise ConfigError(f"resume: the checkpoint {self.checkpoint_path} does not fit this version's "
+                              f"{self.cfg.method} model ({str(e).splitlines()[0]}); start a new run") from e
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -210,8 +178,8 @@ class Trainer:
         cfg = self.cfg
         if cfg.resume:
             self.load_checkpoint()
-        meta = {"method": cfg.method, "dataset": cfg.dataset, "config": cfg.to_dict(), "device": str(self.device),
-                "backbone": self.backbone_name, "steps_per_epoch": self.steps_per_epoch,
+        meta = {"method": cfg.method, "task": cfg.task.name, "dataset": cfg.dataset, "config": cfg.to_dict(),
+                "device": str(self.device), **self.parts.model_info, "steps_per_epoch": self.steps_per_epoch,
                 "total_steps": self.steps_per_epoch * cfg.epochs, "epoch": self.epochs_done,
                 "classes": self.bundle.classes, "dataset_source": self.bundle.source}
         if self.dist.enabled:
@@ -268,16 +236,12 @@ class Trainer:
                                 f"stopped and the previous checkpoint is kept. Try a lower learning rate (--lr).")
 
     def _last_metrics(self) -> dict:
-        from workbench.runs.store import RunReader
-
         with RunReader(self.run_dir) as r:
             return r.last_scalars()
 
     def _train_epoch(self) -> None:
         n, bs = len(self.bundle.train), self.batch_size
-        order = None
-        if hasattr(self.method, "batch_order"):  # methods that choose their batches (G-SimCLR)
-            order = self.method.batch_order(self.steps_per_epoch, bs, self.order_gen)
+        order = self.method.batch_order(self.steps_per_epoch, bs, self.order_gen)  # G-SimCLR chooses its batches
         if order is None:
             order = torch.randperm(n, generator=self.order_gen)[: self.steps_per_epoch * bs].view(-1, bs)
         stop_file = self.run_dir / STOP_FILE
@@ -288,7 +252,7 @@ class Trainer:
             local = idx[self.dist.rank::self.dist.world_size]  # this process's share of the global batch
             images = self.train_images[local.to(self.train_images.device)].to(self.device, non_blocking=True)
             with autocast(self.device, self.cfg.amp):
-                out = self.model(images, self.aug_gen)
+                out = self.model(images, self.step, self.aug_gen)
             loss = out.loss.item()
             if distributed.any_true(not math.isfinite(loss), self.device):
                 ckpt = (f"the last good checkpoint is {self.checkpoint_path} (epoch {self.epochs_done})"

@@ -1,8 +1,11 @@
 """What every method provides to the engine and the diagnostics.
 
-A method is an ``nn.Module`` with a backbone (``features`` gives h for the probes) and a
-``step(images, generator) -> StepOutput``: it makes its own views of the raw ``uint8`` batch, computes its loss and
-returns what the diagnostics need.
+A method is an ``nn.Module`` with a backbone (``features`` gives h for the probes), an ``Options`` dataclass of its
+own (the paper's names and defaults, next to its code) and a ``step(images, step, generator) -> StepOutput``: it
+makes its own views of the raw ``uint8`` batch, computes its loss and returns what the diagnostics need. ``step`` is
+the 0-based index of the training step (schedules such as a pre-training stage read it); the method never sees the
+engine. ``task`` names the kind of work it does (:mod:`workbench.engine.task`): how its data is loaded and how it is
+evaluated.
 """
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from workbench.config import MethodOptions, option
 
 
 @dataclass
@@ -34,9 +39,19 @@ class StepOutput:
     notes: list[str] = field(default_factory=list)  # informational events (e.g. a training stage begins)
 
 
+@dataclass
+class ContrastiveOptions(MethodOptions):
+    """What the contrastive methods share: the temperature of their softmax and the projection's output size."""
+
+    tau: float = option(0.2, "temperature of the contrastive softmax (NT-Xent, InfoNCE, SwAV)", gt=0,
+                        note="typical 0.05 to 1.0; solo-learn's CIFAR default 0.2, SimCLR's CIFAR 0.5, SwAV's 0.1")
+    proj_dim: int = option(128, "output size of the projection MLP (z)", ge=2)
+
+
 class Method(nn.Module):
     name = "method"
-    kind = "representation"  # or "lowlight": an image-to-image enhancer, evaluated by PSNR/SSIM, not by probes
+    task = "representation"  # the kind of work (workbench.engine.task): "representation" or "lowlight"
+    Options: type[MethodOptions] = MethodOptions
 
     def __init__(self, backbone: nn.Module):
         super().__init__()
@@ -44,20 +59,26 @@ class Method(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, backbone: nn.Module, views, bundle) -> "Method":
-        """Build the method from a :class:`~workbench.config.TrainConfig` (each method reads its own fields) and
-        the :class:`~workbench.data.DatasetBundle` it will train on."""
+        """Build the method from a run's configuration (:class:`~workbench.engine.config.TrainConfig`: its own
+        ``Options`` and the common ones, by name), the backbone and views its task built, and the
+        :class:`~workbench.data.DatasetBundle` it will train on."""
         raise NotImplementedError
 
     def assign(self, h: torch.Tensor) -> torch.Tensor | None:
         """Cluster assignments of backbone features, for methods that have clusters of their own."""
         return None
 
-    def step(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:  # pragma: no cover
+    def batch_order(self, steps: int, batch_size: int, generator: torch.Generator) -> torch.Tensor | None:
+        """``(steps, batch_size)`` indices of the next epoch's batches for methods that choose them (G-SimCLR);
+        ``None``: a random permutation."""
+        return None
+
+    def step(self, images: torch.Tensor, step: int, generator: torch.Generator) -> StepOutput:  # pragma: no cover
         raise NotImplementedError
 
-    def forward(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:
+    def forward(self, images: torch.Tensor, step: int, generator: torch.Generator) -> StepOutput:
         """One training step's forward pass (so DistributedDataParallel can wrap a method)."""
-        return self.step(images, generator)
+        return self.step(images, step, generator)
 
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -16,10 +16,13 @@ i.e. nearest centroid).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workbench.config import MethodOptions, option
 from workbench.diagnostics.clustering import kmeans
 from workbench.methods.base import Method, StepOutput
 from workbench.nn.autoencoders import ConvAutoencoder
@@ -32,8 +35,15 @@ def depict_target(p: torch.Tensor, form: str = "paper") -> torch.Tensor:
     return q / q.sum(dim=1, keepdim=True)
 
 
+@dataclass
+class DEPICTOptions(MethodOptions):
+    n_clusters: int | None = option(None, "clusters of the softmax head (default: the number of classes)", ge=2)
+    pretrain_epochs: float = option(5.0, "epochs of reconstruction only before the clustering objective", ge=0)
+
+
 class DEPICT(Method):
     name = "depict"
+    Options = DEPICTOptions
 
     def __init__(self, backbone: nn.Module, views, images: torch.Tensor, n_clusters: int, size: int,
                  pretrain_steps: int = 100, noise: float = 0.2, rec_weight: float = 1.0, target: str = "paper"):
@@ -43,13 +53,13 @@ class DEPICT(Method):
         self.head = nn.Linear(backbone.out_dim, n_clusters)
         self.images = images  # the training set, for the k-means initialisation (uint8, kept on the CPU)
         self.pretrain_steps = pretrain_steps
-        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+        self.register_buffer("head_ready", torch.zeros((), dtype=torch.bool))  # k-means has initialised the head
 
     @classmethod
     def from_config(cls, cfg, backbone, views, bundle):
-        steps_per_epoch = len(bundle.train) // min(cfg.batch_size, len(bundle.train))
         return cls(backbone, views, bundle.train.images, n_clusters=cfg.n_clusters or max(2, bundle.num_classes),
-                   size=views.config.size, pretrain_steps=round(cfg.pretrain_epochs * steps_per_epoch))
+                   size=views.config.size,
+                   pretrain_steps=round(cfg.pretrain_epochs * bundle.steps_per_epoch(cfg.batch_size)))
 
     @torch.no_grad()
     def init_head_by_kmeans(self, generator_device) -> None:
@@ -64,18 +74,17 @@ class DEPICT(Method):
         self.head.weight.copy_(centers.to(self.head.weight))
         self.head.bias.copy_((-0.5 * centers.pow(2).sum(1)).to(self.head.bias))
 
-    def step(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:
+    def step(self, images: torch.Tensor, step: int, generator: torch.Generator) -> StepOutput:
         x = self.views.prepare(images)
         noisy = x + self.noise * torch.randn(x.shape, generator=generator, device=x.device)
         h_noisy, x_hat = self.autoencoder(noisy)
         rec = F.mse_loss(x_hat.float(), x.float())
         logs = {"reconstruction": rec.item()}
-        if int(self.steps_done) < self.pretrain_steps:
-            self.steps_done += 1
+        if step < self.pretrain_steps:
             return StepOutput(loss=rec, logs=logs)
-        if int(self.steps_done) == self.pretrain_steps:
+        if not self.head_ready:
             self.init_head_by_kmeans(x.device)
-        self.steps_done += 1
+            self.head_ready.fill_(True)
         with torch.no_grad():
             p_clean = torch.softmax(self.head(self.backbone(x)).float(), dim=1)
             q = depict_target(p_clean, self.target)
@@ -88,6 +97,6 @@ class DEPICT(Method):
 
     @torch.no_grad()
     def assign(self, h: torch.Tensor) -> torch.Tensor | None:
-        if int(self.steps_done) <= self.pretrain_steps:
+        if not self.head_ready:
             return None  # the head is not initialised yet
         return self.head(h).argmax(1)

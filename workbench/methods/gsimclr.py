@@ -9,11 +9,15 @@ pseudo-cluster (at random within the cluster), which keeps the epoch length of p
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workbench.config import option
 from workbench.diagnostics.clustering import kmeans
+from workbench.methods.base import ContrastiveOptions
 from workbench.methods.simclr import SimCLR
 from workbench.nn.autoencoders import ConvAutoencoder
 
@@ -29,22 +33,27 @@ def one_per_cluster_batches(labels: torch.Tensor, steps: int, generator: torch.G
     return order[starts + (r * counts).long().clamp(max=counts - 1)]
 
 
+@dataclass
+class GSimCLROptions(ContrastiveOptions):
+    pretrain_epochs: float = option(5.0, "epochs of the denoising autoencoder (stage 1) before SimCLR", ge=0)
+
+
 class GSimCLR(SimCLR):
     name = "gsimclr"
+    Options = GSimCLROptions
 
     def __init__(self, backbone: nn.Module, views, images: torch.Tensor, tau: float = 0.1, proj_dim: int = 128,
                  pretrain_steps: int = 100, n_clusters: int = 256, noise: float = 0.2):
         super().__init__(backbone, views, tau=tau, proj_dim=proj_dim)
         self.autoencoder = ConvAutoencoder(images.shape[1], views.config.size)
         self.images, self.pretrain_steps, self.n_clusters, self.noise = images, pretrain_steps, n_clusters, noise
-        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
         self.register_buffer("pseudo_labels", torch.full((len(images),), -1, dtype=torch.long))
 
     @classmethod
     def from_config(cls, cfg, backbone, views, bundle):
         batch = min(cfg.batch_size, len(bundle.train))
         return cls(backbone, views, bundle.train.images, tau=cfg.tau, proj_dim=cfg.proj_dim,
-                   pretrain_steps=round(cfg.pretrain_epochs * (len(bundle.train) // batch)), n_clusters=batch)
+                   pretrain_steps=round(cfg.pretrain_epochs * bundle.steps_per_epoch(batch)), n_clusters=batch)
 
     @torch.no_grad()
     def assign_pseudo_labels(self, device) -> None:
@@ -61,18 +70,16 @@ class GSimCLR(SimCLR):
             return None
         return one_per_cluster_batches(self.pseudo_labels.cpu(), steps, generator)
 
-    def step(self, images: torch.Tensor, generator: torch.Generator):
-        if int(self.steps_done) < self.pretrain_steps:
-            self.steps_done += 1
+    def step(self, images: torch.Tensor, step: int, generator: torch.Generator):
+        if step < self.pretrain_steps:
             x = self.views.prepare(images)
             _, x_hat = self.autoencoder(x + self.noise * torch.randn(x.shape, generator=generator, device=x.device))
             rec = F.mse_loss(x_hat.float(), x.float())
-            out = super().step(images, generator)  # scores to watch, but no gradient to the SimCLR net yet
+            out = super().step(images, step, generator)  # scores to watch, but no gradient to the SimCLR net yet
             out.loss, out.logs = rec, {**out.logs, "reconstruction": rec.item(), "stage": 1.0}
             return out
         if int(self.pseudo_labels[0]) < 0:
             self.assign_pseudo_labels(images.device)
-        self.steps_done += 1
-        out = super().step(images, generator)
+        out = super().step(images, step, generator)
         out.logs["stage"] = 2.0
         return out

@@ -13,20 +13,37 @@ harder by extrapolation and negatives more diverse by interpolation; both score 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from workbench import process_group
 from workbench.losses.infonce import extrapolate_positives, info_nce, interpolate_negatives
-from workbench.methods.base import Method, StepOutput
+from workbench.config import option
+from workbench.methods.base import ContrastiveOptions, Method, StepOutput
 from workbench.nn.heads import ProjectionMLP
 from workbench.nn.momentum import FeatureQueue, momentum_copy, momentum_update
 from workbench.nn.splitbn import convert_split_bn
 
 
+@dataclass
+class MoCoOptions(ContrastiveOptions):
+    moco_momentum: float = option(0.99, "key encoder EMA m", ge=0, le=1,
+                                  note="CIFAR demo 0.99, ImageNet 0.999; 1 freezes the key encoder")
+    queue_size: int = option(4096, "K: keys kept as negatives", ge=1)
+    symmetric: bool = option(True, "each view acts once as query and once as key (better at small scale)")
+    split_bn: int = option(8, "sub-batches of split batch-norm, shuffle-BN on one device (1 = plain BN)", ge=1)
+    ft_pos: bool = option(False, "Feature Transformation: positive extrapolation, lambda+ = 1 + Beta(a+, a+)")
+    ft_neg: bool = option(False, "Feature Transformation: negative interpolation, lambda- ~ Beta(a-, a-)")
+    ft_alpha_pos: float = option(2.0, "a+ of positive extrapolation", gt=0)
+    ft_alpha_neg: float = option(1.6, "a- of negative interpolation", gt=0)
+
+
 class MoCo(Method):
     name = "moco"
+    Options = MoCoOptions
 
     def __init__(self, backbone: nn.Module, views, tau: float = 0.2, proj_dim: int = 128, momentum: float = 0.99,
                  queue_size: int = 4096, symmetric: bool = True, split_bn: int = 8, ft_pos: bool = False,
@@ -77,7 +94,7 @@ class MoCo(Method):
             raw = ((q * k).sum(1), q @ negatives.T)
         return loss, raw, moved, lam
 
-    def step(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:
+    def step(self, images: torch.Tensor, step: int, generator: torch.Generator) -> StepOutput:
         x1, x2 = self.views(images, n=2, g=generator)
         momentum_update(self.backbone, self.key_backbone, self.m)
         momentum_update(self.projector, self.key_projector, self.m)

@@ -6,16 +6,26 @@ so the probes can read the features of a chosen block (``feature_block``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workbench.config import MethodOptions, option
 from workbench.methods.base import Method, StepOutput
 from workbench.nn.backbones import block_features
 
 
+@dataclass
+class RotNetOptions(MethodOptions):
+    feature_block: int | None = option(None, "backbone block whose pooled output the probes read (default: the "
+                                       "last)", ge=1, note="the paper's CIFAR-10 best is block 2")
+
+
 class RotNet(Method):
     name = "rotnet"
+    Options = RotNetOptions
     ROTATIONS = 4
 
     def __init__(self, backbone: nn.Module, views, feature_block: int | None = None):
@@ -35,7 +45,7 @@ class RotNet(Method):
         labels = torch.arange(4, device=x.device).repeat_interleave(len(x))
         return rotated, labels
 
-    def step(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:
+    def step(self, images: torch.Tensor, step: int, generator: torch.Generator) -> StepOutput:
         (x,) = self.views(images, n=1, g=generator)
         rotated, labels = self.rotate_all(x)
         logits = self.head(self.backbone(rotated))

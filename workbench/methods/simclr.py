@@ -15,12 +15,13 @@ from torch import nn
 
 from workbench.data.views import ContrastiveViews
 from workbench.losses.ntxent import nt_xent
-from workbench.methods.base import Method, StepOutput
+from workbench.methods.base import ContrastiveOptions, Method, StepOutput
 from workbench.nn.heads import ProjectionMLP
 
 
 class SimCLR(Method):
     name = "simclr"
+    Options = ContrastiveOptions
 
     def __init__(self, backbone: nn.Module, views: ContrastiveViews, tau: float = 0.2, proj_dim: int = 128):
         super().__init__(backbone)
@@ -36,7 +37,7 @@ class SimCLR(Method):
     def embed(self, h: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.projector(h).float(), dim=1)
 
-    def step(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:
+    def step(self, images: torch.Tensor, step: int, generator: torch.Generator) -> StepOutput:
         x_i, x_j = self.views(images, n=2, g=generator)
         n = x_i.shape[0]
         h = self.backbone(torch.cat([x_i, x_j]))  # one forward pass: BN sees both views

@@ -13,6 +13,7 @@ probability for every sample: collapse; the run's event log says so.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -20,12 +21,24 @@ from torch import nn
 
 from workbench import process_group
 from workbench.losses.swav import sinkhorn_knopp, swapped_prediction
-from workbench.methods.base import Method, StepOutput
+from workbench.config import option
+from workbench.methods.base import ContrastiveOptions, Method, StepOutput
 from workbench.nn.heads import ProjectionMLP
+
+
+@dataclass
+class SwAVOptions(ContrastiveOptions):
+    prototypes: int | None = option(None, "K prototypes; default 3 x the number of classes (ImageNet: 3000)", ge=2)
+    swav_eps: float = option(0.05, "Sinkhorn entropy eps", gt=0, note="typical 0.03 to 0.05")
+    sinkhorn_iters: int = option(3, "Sinkhorn-Knopp iterations", ge=1)
+    small_crops: int | None = option(None, "multi-crop: 2 large views + this many small; default 2 from 24 px up, "
+                                     "else 0", ge=0)
+    freeze_prototypes_epochs: float = option(1.0, "epochs the prototypes stay frozen at the start", ge=0)
 
 
 class SwAV(Method):
     name = "swav"
+    Options = SwAVOptions
 
     def __init__(self, backbone: nn.Module, views, tau: float = 0.1, proj_dim: int = 128, prototypes: int = 100,
                  eps: float = 0.05, sinkhorn_iters: int = 3, small_crops: int = 2, freeze_prototypes_steps: int = 0):
@@ -36,12 +49,11 @@ class SwAV(Method):
         self.prototypes = nn.Linear(proj_dim, prototypes, bias=False)
         size = views.config.size
         self.small_size = max(4, round(size * 0.57))  # 96 -> 224 in the paper; about 18 for 32 px
-        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
         self._near_ln_k = 0
 
     @classmethod
     def from_config(cls, cfg, backbone, views, bundle):
-        steps_per_epoch = len(bundle.train) // min(cfg.batch_size, len(bundle.train))
+        steps_per_epoch = bundle.steps_per_epoch(cfg.batch_size)
         # small crops of tiny images are a few pixels of nothing: multi-crop only from 24 px up
         small = cfg.small_crops if cfg.small_crops is not None else (2 if views.config.size >= 24 else 0)
         return cls(backbone, views, tau=cfg.tau, proj_dim=cfg.proj_dim,
@@ -62,7 +74,7 @@ class SwAV(Method):
         c = F.normalize(self.prototypes.weight.float(), dim=1)
         return (self.embed(h) @ c.T).argmax(1)
 
-    def step(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:
+    def step(self, images: torch.Tensor, step: int, generator: torch.Generator) -> StepOutput:
         with torch.no_grad():
             self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
         n = len(images)
@@ -73,7 +85,7 @@ class SwAV(Method):
             small = torch.cat([self.views.view(images, generator, size=self.small_size, scale=(0.05, 0.4))
                                for _ in range(self.small_crops)])
             z += list(self.embed_views(small).split(n))
-        frozen = int(self.steps_done) < self.freeze_steps
+        frozen = step < self.freeze_steps
         c = self.prototypes.weight.detach() if frozen else self.prototypes.weight
         scores = [zi @ c.float().T for zi in z]
         losses = []
@@ -81,7 +93,6 @@ class SwAV(Method):
             codes = sinkhorn_knopp(scores[i].detach(), self.eps, self.iters, distributed=process_group.active())
             losses += [swapped_prediction(codes, scores[v], self.tau) for v in range(len(z)) if v != i]
         loss = torch.stack(losses).mean()
-        self.steps_done += 1
         k = c.shape[0]
         with torch.no_grad():
             used = torch.bincount(scores[0].argmax(1), minlength=k).gt(0).float().mean().item()

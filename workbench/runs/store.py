@@ -32,6 +32,7 @@ import pandas as pd
 SCHEMA_VERSION = 1
 DB_NAME = "run.db"
 STOP_FILE = "STOP"  # created in a run folder to ask its training loop to stop before the next step
+CHECKPOINT = "checkpoints/last.pt"  # the last completed epoch's weights and optimiser state (written by the trainer)
 HEARTBEAT_S = 2.0
 STALE_AFTER_S = 30.0
 

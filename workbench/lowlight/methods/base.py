@@ -1,5 +1,5 @@
 """What low-light enhancement methods (TML, Zero-DCE) share: an image-to-image model trained on random patches of
-normal-light images, with pseudo low-light inputs from a :class:`~workbench.data.lowlight.Degradation`.
+normal-light images, with pseudo low-light inputs from a :class:`~workbench.lowlight.data.Degradation`.
 
 The engine gives ``step`` a ``uint8`` batch of normal-light patches; ``augment`` scales it to [0, 1] and flips
 each image at random (horizontally and vertically, per sample, batched). ``enhance`` maps low-light images in
@@ -11,12 +11,12 @@ import math
 
 import torch
 
-from workbench.data.lowlight import IMAGENET_MEAN, IMAGENET_STD, Degradation
+from workbench.lowlight.data import IMAGENET_MEAN, IMAGENET_STD, Degradation
 from workbench.methods.base import Method
 
 
 class LowLightMethod(Method):
-    kind = "lowlight"
+    task = "lowlight"
 
     def __init__(self, degradation: Degradation | None = None):
         super().__init__(backbone=None)
@@ -33,6 +33,12 @@ class LowLightMethod(Method):
         flips = torch.rand(2, len(x), 1, 1, 1, generator=generator, device=generator.device).to(x.device) < 0.5
         x = torch.where(flips[0], x.flip(-1), x)
         return torch.where(flips[1], x.flip(-2), x)
+
+    @classmethod
+    def from_config(cls, cfg, bundle) -> "LowLightMethod":
+        """Build the method from a run's configuration and the patches it will train on (``None`` when only its
+        weights are loaded, e.g. to enhance images)."""
+        raise NotImplementedError
 
     def stage_outputs(self, low: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
         """What :meth:`enhance_stages` returns; called in eval mode without gradients."""

@@ -1,7 +1,7 @@
 """UGDC: the UNet with Global Dynamic Convolution of TML ("Troublemaker Learning for Low-Light Image Enhancement").
 
 A UNet (max-pool down, transposed-conv up, skip concatenation, batch-norm) whose deeper double-convs start with a
-:class:`~workbench.nn.gdc.GlobalDynamicConv` block instead of their first 3x3 conv::
+:class:`~workbench.lowlight.nn.gdc.GlobalDynamicConv` block instead of their first 3x3 conv::
 
     DoubleConv(in, out)    = ReLU(BN(Conv3x3(ReLU(BN(Conv3x3(x))))))        levels 0 .. gdc_from-1
     GDCDoubleConv(in, out) = ReLU(BN(Conv3x3_{in->out}(ReLU(BN(GDC(x))))))  levels gdc_from .. L-1 (and the decoder
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.nn.gdc import GlobalDynamicConv
+from workbench.lowlight.nn.gdc import GlobalDynamicConv
 
 
 class DoubleConv(nn.Sequential):

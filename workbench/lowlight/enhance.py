@@ -13,28 +13,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from workbench.config import ConfigError, TrainConfig
+from workbench.config import ConfigError
 from workbench.data.imageio import DEFAULT_MAX_PIXELS, iter_images, list_images, save_image
+from workbench.engine.config import TrainConfig
 from workbench.engine.device import resolve_device
-
-CHECKPOINT = "checkpoints/last.pt"
+from workbench.lowlight.methods import LowLightMethod
+from workbench.methods import METHODS
+from workbench.runs.store import CHECKPOINT
 
 
 def load_enhancer(run_dir: str | os.PathLike, device: str = "cpu"):
     """The low-light method of a run, with its last checkpoint's weights, in eval mode on ``device``."""
-    from workbench.methods import METHODS, is_lowlight
-
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
         raise ConfigError(f"run {run_dir}: no checkpoint at {path} (a run saves one at the end of each epoch)")
     dev = resolve_device(device)
     state = torch.load(path, map_location=dev, weights_only=True)
     cfg = TrainConfig.from_dict(state["config"])
-    if not cfg.lowlight:
-        low = sorted(n for n in METHODS if is_lowlight(n))
+    if not issubclass(METHODS[cfg.method], LowLightMethod):
+        low = sorted(n for n, cls in METHODS.items() if issubclass(cls, LowLightMethod))
         raise ConfigError(f"run {run_dir} trained {cfg.method!r}, which does not enhance images; choose a run of "
                           f"{' or '.join(low)}")
-    method = METHODS[cfg.method].from_config(cfg, None, None, None)
+    method = METHODS[cfg.method].from_config(cfg, None)
     method.load_state_dict(state["model"])
     return method.to(dev).eval()
 

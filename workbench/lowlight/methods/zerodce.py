@@ -15,27 +15,36 @@ training clips gradients at 0.1 and uses Adam at 1e-4; the workbench's engine us
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from workbench.data.lowlight import Degradation
-from workbench.losses.zerodce import zero_dce_loss
+from workbench.config import MethodOptions, option
+from workbench.lowlight.data import Degradation
+from workbench.lowlight.losses.zerodce import zero_dce_loss
 from workbench.methods.base import StepOutput
-from workbench.methods.lowlight import LowLightMethod
-from workbench.nn.zerodce import DCENet
+from workbench.lowlight.methods.base import LowLightMethod
+from workbench.lowlight.nn.dcenet import DCENet
+
+
+@dataclass
+class ZeroDCEOptions(MethodOptions):
+    dce_iterations: int = option(8, "n: light-enhancement curves applied in turn", ge=1, note="the paper uses 8")
 
 
 class ZeroDCE(LowLightMethod):
     name = "zerodce"
+    Options = ZeroDCEOptions
 
     def __init__(self, iterations: int = 8, degradation: Degradation | None = None):
         super().__init__(degradation)
         self.net = DCENet(iterations=iterations)
 
     @classmethod
-    def from_config(cls, cfg, backbone, views, bundle):
+    def from_config(cls, cfg, bundle):
         return cls(iterations=cfg.dce_iterations)
 
-    def step(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:
+    def step(self, images: torch.Tensor, step: int, generator: torch.Generator) -> StepOutput:
         x = self.augment(images, generator)
         with torch.no_grad():
             low = self.degradation(x, generator)[0]

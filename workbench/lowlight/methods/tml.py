@@ -25,16 +25,18 @@ colour of darkness, not the noise).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.data.lowlight import Degradation
-from workbench.losses.restoration import restoration_loss
+from workbench.config import MethodOptions, option
+from workbench.lowlight.data import Degradation
+from workbench.lowlight.losses.restoration import restoration_loss
 from workbench.methods.base import StepOutput
-from workbench.methods.lowlight import LowLightMethod
-from workbench.nn.ugdc import enhancing_model, predicting_model
+from workbench.lowlight.methods.base import LowLightMethod
+from workbench.lowlight.nn.ugdc import enhancing_model, predicting_model
 
 STAGES = ("troublemaker", "predicting", "enhancing")
 
@@ -88,8 +90,23 @@ def darkness_code(dark: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.stack([brightness_ratio(dark, x), s.clamp(0.25, 8.0)], dim=1)
 
 
+@dataclass
+class TMLOptions(MethodOptions):
+    troublemaker: str = option("learned", "learned: fit the TM network first; synthetic: the degradation family "
+                               "itself", choices=("learned", "synthetic"))
+    tm_epochs: float = option(1.0, "epochs fitting the troublemaker (learned TM only)", ge=0)
+    em_epochs: float | None = option(None, "epochs of the enhancing model at the end; default: a third of what "
+                                     "the TM leaves", ge=0)
+    ugdc_width: int = option(16, "PM's first-level channels (EM uses half); doubles each level", ge=2,
+                             note="the paper uses 64")
+    ugdc_levels: int = option(3, "UNet levels of PM and EM", ge=1, le=7, note="the paper uses 5")
+    gdc_grid: int = option(8, "GDC tokens: a grid x grid pooled query map", ge=1)
+    ssim_weight: float = option(0.2, "loss: smooth L1 + ssim_weight x (1 - SSIM)", ge=0)
+
+
 class TML(LowLightMethod):
     name = "tml"
+    Options = TMLOptions
 
     def __init__(self, width: int = 16, levels: int = 3, grid: int = 8, troublemaker: str = "learned",
                  stage_steps: tuple[int, int, int] = (100, 400, 200), ssim_weight: float = 0.2,
@@ -111,9 +128,8 @@ class TML(LowLightMethod):
         self.register_buffer("codes_seen", torch.zeros((), dtype=torch.long))
 
     @classmethod
-    def from_config(cls, cfg, backbone, views, bundle):
-        n = bundle and len(bundle.train) or cfg.patches
-        steps_per_epoch = max(1, n // min(cfg.batch_size, n))
+    def from_config(cls, cfg, bundle):
+        steps_per_epoch = bundle.steps_per_epoch(cfg.batch_size) if bundle is not None else 1
         tm = cfg.tm_epochs if cfg.troublemaker == "learned" else 0.0
         left = max(cfg.epochs - tm, 0.0)
         em = cfg.em_epochs if cfg.em_epochs is not None else left / 3
@@ -182,13 +198,13 @@ class TML(LowLightMethod):
         return self.degradation.add_noise(dark, params, generator)
 
     # ------------------------------------------------------------------ training
-    def step(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:
+    def step(self, images: torch.Tensor, step: int, generator: torch.Generator) -> StepOutput:
         x = self.augment(images, generator)
-        stage = self.stage()
+        stage = self.stage(step)
         notes = []
-        if int(self.steps_done) == ([0] + self.stage_ends.tolist())[stage]:
+        if step == ([0] + self.stage_ends.tolist())[stage]:
             notes.append(f"TML stage {stage}: training the {STAGES[stage]} model")
-        self.steps_done += 1
+        self.steps_done.fill_(step + 1)  # kept with the weights: whether EM has trained (inference reads it)
         if stage == 0:
             if self.pairs:
                 low, high = self._pair_crops(len(x), generator, x.device)
