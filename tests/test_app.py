@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -247,3 +248,37 @@ def test_new_run_form_rejects_bad_values_and_missing_data(tmp_path):
     at.button[0].click().run()
     assert any("not on this machine" in e.value and "--download" in e.value for e in at.error)
     assert not any(tmp_path.iterdir())
+
+
+# the configuration a run of version 0.1 stored: one flat record of every method's options (56 fields)
+LEGACY_CONFIG = {
+    "method": "simclr", "dataset": "digits", "data_root": "data", "download": False, "image_size": None,
+    "subset": None, "backbone": "auto", "proj_dim": 128, "tau": 0.2, "moco_momentum": 0.99, "queue_size": 4096,
+    "symmetric": True, "split_bn": 8, "ft_pos": False, "ft_neg": False, "ft_alpha_pos": 2.0, "ft_alpha_neg": 1.6,
+    "prototypes": None, "swav_eps": 0.05, "sinkhorn_iters": 3, "small_crops": None,
+    "freeze_prototypes_epochs": 1.0, "n_clusters": None, "pretrain_epochs": 5.0, "feature_block": None,
+    "patch_size": 64, "patches": 2048, "troublemaker": "learned", "tm_epochs": 1.0, "em_epochs": None,
+    "ugdc_width": 16, "ugdc_levels": 3, "gdc_grid": 8, "ssim_weight": 0.2, "dce_iterations": 8, "lol_dir": None,
+    "epochs": 2, "batch_size": 128, "optimizer": "adamw", "lr": None, "weight_decay": None, "momentum": 0.9,
+    "warmup_epochs": 1.0, "amp": True, "device": "auto", "seed": 0, "log_every": 10, "hist_bins": 100,
+    "knn_k": None, "knn_t": 0.1, "probe_size": 200, "eval_every": 1, "runs_dir": "runs", "run_name": "good",
+    "resume": False, "progress": False,
+}
+
+
+def test_an_old_runs_flat_config_opens_on_every_page_and_loads(good_dir):
+    """Runs of the first version stored every method's options; they still open, and load as their method's
+    configuration (a resume or `workbench enhance` goes through TrainConfig.from_dict)."""
+    assert len(LEGACY_CONFIG) == 56
+    with sqlite3.connect(good_dir / "good" / "run.db") as con:  # the stored config as version 0.1 wrote it
+        con.execute("UPDATE meta SET value = ? WHERE key = 'config'", (json.dumps(LEGACY_CONFIG),))
+    cfg = workbench.TrainConfig.from_dict(LEGACY_CONFIG)
+    assert cfg.method == "simclr" and cfg.batch_size == 128 and "queue_size" not in cfg.to_dict()
+    assert len(cfg.to_dict()) == 29
+    with pytest.raises(workbench.ConfigError, match="unknown config field"):
+        workbench.TrainConfig.from_dict({**LEGACY_CONFIG, "temperature": 0.1})
+    for page in PAGES:
+        at = app_on(good_dir, page)
+        assert not at.exception, (page, at.exception)
+    at = app_on(good_dir, "views/scores.py")
+    assert any("tau 0.2" in c.value for c in at.caption)  # the status line reads the old config

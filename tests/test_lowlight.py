@@ -15,7 +15,8 @@ import workbench
 from workbench import TrainConfig
 from workbench.config import ConfigError
 from workbench.lowlight.enhance import load_enhancer
-from workbench.lowlight.methods.tml import TML, Troublemaker, brightness_ratio, darkness_code
+from workbench.lowlight.methods.tml import TML
+from workbench.lowlight.nn.troublemaker import Troublemaker, brightness_ratio, darkness_code
 from workbench.runs import RunReader
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "Home.py")

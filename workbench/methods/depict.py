@@ -13,6 +13,11 @@ divides out the cluster sizes, so large clusters do not swallow small ones (the 
 ``p^2 / sum_i p`` instead: ``target="dec"``). Training starts with ``pretrain`` steps of reconstruction only; the
 head is then initialised by k-means on the embeddings of the training set (logits ``z.c_k - ||c_k||^2 / 2``,
 i.e. nearest centroid).
+
+Follows ``herandy/DEPICT`` (``functions.py``: ``train_depict``). Departs: the target is built from each mini-batch
+(officially over the whole dataset once per epoch, until successive targets differ by < 1e-7); one reconstruction
+term (officially layer-wise, ``loss0 + 0.1 loss1 + 0.1 loss2``); Gaussian corruption (officially dropout); the
+head starts from k-means centroids (officially trained by cross-entropy on k-means labels).
 """
 from __future__ import annotations
 

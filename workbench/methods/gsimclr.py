@@ -6,6 +6,10 @@ is clustered by k-means with ``n_clusters = batch size``, giving each image a ps
 (NT-Xent at tau; the paper uses 0.1) on batches that hold at most one image per pseudo-cluster, so that images
 likely to be of the same class are never pushed apart as negatives. Batches are drawn one image from each
 pseudo-cluster (at random within the cluster), which keeps the epoch length of plain SimCLR.
+
+Follows ``sayakpaul/G-SimCLR`` (``Autoencoder.ipynb``, ``SimCLR_Pseudo_Labels_Training.ipynb``). Departs: batches are
+drawn with replacement within clusters (the official order by within-cluster rank shows every image once per epoch);
+the autoencoder noise is 0.2 (officially ``GaussianNoise(1e-2)``); tau defaults to 0.2 (the paper: 0.1).
 """
 from __future__ import annotations
 

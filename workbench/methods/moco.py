@@ -10,6 +10,12 @@ recent keys at temperature tau: ``-log e^{q.k/tau} / (e^{q.k/tau} + sum_n e^{q.n
 each step. Shuffle-BN is simulated on one device by split batch-norm and a shuffle of the key batch. The symmetric
 loss uses each view once as query and once as key. Feature Transformation (``ft_pos``, ``ft_neg``) makes positives
 harder by extrapolation and negatives more diverse by interpolation; both score sets, before and after, are logged.
+
+Follows ``facebookresearch/moco`` (``moco/builder.py``: queue, momentum update, batch shuffle) and its CIFAR demo
+(``colab/moco_cifar10_demo.ipynb``: split batch-norm, the symmetric loss); Feature Transformation follows
+``memory/mem_moco.py`` of the FT paper's code. Departs: the symmetric loss is the mean of the two directions (the
+demo sums them); the head has batch-norm (``builder.py``: Linear-ReLU-Linear); tau defaults to 0.2 (the demo: 0.1);
+the loss is symmetric by default (the FT code runs asymmetric MoCo: ``--symmetric false``).
 """
 from __future__ import annotations
 

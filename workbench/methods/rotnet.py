@@ -3,6 +3,10 @@
 Every image of the batch appears in all four rotations r in {0, 90, 180, 270} degrees and the network predicts r
 (4-way cross-entropy). Middle blocks of the backbone transfer best (CIFAR-10 block 2: 89.06 vs block 4: 61.73),
 so the probes can read the features of a chosen block (``feature_block``).
+
+Follows ``gidariss/FeatureLearningRotNet`` (``dataloader.py``: all four rotations of every image in one batch).
+Departs: it trains on the contrastive views (the official code: RandomCrop(32, padding 4) + flip only) and its
+head is an MLP (the NIN model: global pooling + Linear to 4 rotations).
 """
 from __future__ import annotations
 

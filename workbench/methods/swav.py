@@ -9,6 +9,11 @@ predicted from every other crop::
 
 The prototypes are frozen for the first iterations. A loss that sits at ln K means every prototype gets the same
 probability for every sample: collapse; the run's event log says so.
+
+Follows ``facebookresearch/swav`` (``main_swav.py``: the swapped prediction and ``distributed_sinkhorn``; the
+multi-crop of ``src/multicropdataset.py``). Departs: large crops at the views' scale and small crops at 0.57x the
+size at scale (0.05, 0.4) (the scripts: (0.14, 1), and 0.43x at (0.05, 0.14)); no feature queue; tau defaults to 0.2
+(the paper: 0.1).
 """
 from __future__ import annotations
 

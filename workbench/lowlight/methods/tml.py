@@ -13,14 +13,13 @@ with ``l = smooth_L1 + w_ssim (1 - SSIM)`` (the paper's losses were not retrieva
 usual choice). PM and EM are UGDC networks (a UNet with Global Dynamic Convolution blocks). Inputs to PM and EM are
 normalised with ImageNet mean/std as in the public code; their outputs are images in [0, 1].
 
-The learned TM (:class:`Troublemaker`) is a global tone curve ``k x^s`` times a learned local correction
-``exp(f([x, c, s]))`` (a small dilated convnet, zero at initialisation), conditioned on a two-number code of the
-darkness it should produce (:func:`darkness_code`): the brightness ratio ``c = mean(x_low) / mean(x)`` and the
-tone-curve exponent ``s``, the slope of ``log x_low`` against ``log x`` (``s = gamma`` for ``x_low = k x^gamma``).
-It is fitted to the synthetic family (random exposure, gamma and colour shift), or to the user's paired images
-(``lol_dir``), each target with its own code. When it makes training data it draws codes from those it saw while
-fitting, and Poisson-Gaussian sensor noise of the family is added to its output (the TM models the tone and
-colour of darkness, not the noise).
+The learned TM (:mod:`workbench.lowlight.nn.troublemaker`) is fitted to the synthetic family, or to the user's
+pairs (``lol_dir``), each target with its own darkness code; making training data, it draws codes from those it saw
+and the family's Poisson-Gaussian noise is added to its output (it models the tone and colour of darkness).
+
+Follows ``Rainbowman0/TML_LLIE`` (``models/UGDC.py``, ``gdcblock_parts.py``, the inference script: out = y - EM(y)).
+Departs: the training losses and the TM network are ours (not published); UGDC's CPU default is width 16 with 3
+levels (the paper: 64 and 5), and its layout differs from ``UGDC.py`` (GDC at every level, no DropPath).
 """
 from __future__ import annotations
 
@@ -36,58 +35,10 @@ from workbench.lowlight.data import Degradation
 from workbench.lowlight.losses.restoration import restoration_loss
 from workbench.methods.base import StepOutput
 from workbench.lowlight.methods.base import LowLightMethod
+from workbench.lowlight.nn.troublemaker import Troublemaker, darkness_code
 from workbench.lowlight.nn.ugdc import enhancing_model, predicting_model
 
 STAGES = ("troublemaker", "predicting", "enhancing")
-
-
-class Troublemaker(nn.Module):
-    """A per-pixel, per-channel darkening of ``x`` (in [0, 1]) conditioned on ``code = (c, s)`` (N, 2) of
-    :func:`darkness_code`::
-
-        TM(x, c, s) = x * exp(-softplus(-(log t - log x + f([x, c, s]))))      a smooth min(t e^f, x)
-        t = k x^s,   k = c mean(x) / mean(x^s)                                 the global tone curve of the code
-
-    ``f`` starts at zero (last conv zero-initialised), so an untrained TM already has the code's brightness and
-    contrast; training learns the colour and the local departures from one global curve. Dilations 1-2-4-8 give
-    ``f`` a 31-pixel receptive field (local tone curves). The code is broadcast as two more input channels."""
-
-    def __init__(self, width: int = 16):
-        super().__init__()
-        layers, ch = [], 5
-        for d in (1, 2, 4, 8):
-            layers += [nn.Conv2d(ch, width, 3, padding=d, dilation=d), nn.ReLU(inplace=True)]
-            ch = width
-        layers.append(nn.Conv2d(width, 3, 3, padding=1))
-        nn.init.zeros_(layers[-1].weight)
-        nn.init.zeros_(layers[-1].bias)
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-        cond = (code * CODE_SCALE.to(code)).view(-1, 2, 1, 1).expand(-1, 2, *x.shape[-2:]).to(x.dtype)
-        c, s = (code[:, i].view(-1, 1, 1, 1).to(x.dtype) for i in (0, 1))
-        log_x = x.clamp_min(1 / 255).log()
-        log_k = (c.clamp_min(1e-4) * x.mean((1, 2, 3), keepdim=True)).log() - \
-            (s * log_x).exp().mean((1, 2, 3), keepdim=True).log()
-        return x * torch.exp(-F.softplus(-(log_k + (s - 1) * log_x + self.net(torch.cat([x, cond], dim=1)))))
-
-
-CODE_SCALE = torch.tensor([1.0, 0.25])  # brings s (about 1 to 5) to the range of c as a network input
-
-
-def brightness_ratio(dark: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``c = mean(dark) / mean(x)`` per image (N,), clamped to (0, 1]."""
-    return (dark.mean(dim=(1, 2, 3)) / x.mean(dim=(1, 2, 3)).clamp_min(1e-3)).clamp(1e-3, 1.0)
-
-
-def darkness_code(dark: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``(c, s)`` per image (N, 2): the brightness ratio and the least-squares slope of ``log dark`` against
-    ``log x`` over the pixels (``s = gamma`` when ``dark = k x^gamma``), clamped to [0.25, 8]; logs of values
-    below 1/255 are floored there."""
-    lx, ld = (t.float().clamp_min(1 / 255).log().flatten(1) for t in (x, dark))
-    lx, ld = lx - lx.mean(1, keepdim=True), ld - ld.mean(1, keepdim=True)
-    s = (lx * ld).sum(1) / (lx * lx).sum(1).clamp_min(1e-6)
-    return torch.stack([brightness_ratio(dark, x), s.clamp(0.25, 8.0)], dim=1)
 
 
 @dataclass

@@ -10,8 +10,11 @@ trained without any reference image by four non-reference losses (weights of the
     L = L_spa + 10 L_exp + 5 L_col + 200 L_tv(r)
 
 Here it is the baseline a user would pick instead of TML: it trains on the same normal-light patches, but sees
-only their pseudo low-light versions from the degradation family (never the normal images). The official
-training clips gradients at 0.1 and uses Adam at 1e-4; the workbench's engine uses its own optimiser settings.
+only their pseudo low-light versions from the degradation family (never the normal images).
+
+Follows ``Li-Chongyi/Zero-DCE`` (``model.py``: DCE-Net; ``Myloss.py``: the four losses; ``lowlight_train.py``).
+Departs: the official training clips the gradient norm at 0.1 and uses Adam lr 1e-4, weight decay 1e-4, conv
+weights N(0, 0.02), batch 8 of 256 px images; the workbench's engine uses its own optimiser settings.
 """
 from __future__ import annotations
 
