@@ -10,15 +10,14 @@
   this module never changes that process-wide setting.
 * **no partial data**: truncated files are errors. Pillow refuses them by default; PNGs are also checked chunk by
   chunk (CRCs included, up to ``IEND``) and JPEGs for their end marker when something in the process has set
-  ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True`` (other formats then follow that setting). Empty files, folders
-  and files that are not images are errors too.
+  ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True`` (other formats then follow that setting). The PNG chunk walk
+  is pypng's. Empty files, folders and files that are not images are errors too.
 * **conversions**: ``1``/``L`` -> gray / 255 copied to 3 channels; 16-bit gray (``I;16*``) / 65535, exact;
   ``I`` (32-bit int) / 65535 when its values fit 0..65535 (the usual 16-bit PNG/TIFF case), else divided by its
   maximum; ``F`` (float) clipped to [0, 1] when its values lie there, else divided by 255, 65535 or its maximum,
   whichever first covers the data (non-finite values -> 0). 16-bit RGB/RGBA and gray+alpha PNGs, for which
-  Pillow keeps only the high byte, are decoded here (zlib + PNG unfiltering in numpy, Adam7 interlacing included)
-  so the full 16-bit range is kept, / 65535; 16-bit RGB TIFFs go through ``tifffile`` when it is installed (else
-  Pillow's 8-bit reading, with a warning). Every other 16-bit colour format is read with Pillow's 8 bits.
+  Pillow keeps only the high byte, are read by ``pypng`` so the full 16-bit range is kept, / 65535; 16-bit RGB
+  TIFFs go through ``tifffile``. Every other 16-bit colour format is read with Pillow's 8 bits.
 * **alpha is dropped**: ``RGBA``/``LA``/``PA`` and palette images with transparency keep their colour values as
   stored, *not* composited over any background (fully transparent pixels show whatever colour they hold).
 * ``CMYK``, ``YCbCr``, ``HSV`` -> RGB through Pillow's conversion (no ICC colour management).
@@ -35,6 +34,7 @@ import struct
 import tempfile
 import warnings
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -43,7 +43,6 @@ import numpy as np
 from workbench.data.registry import IMAGE_SUFFIXES
 
 DEFAULT_MAX_PIXELS = 50_000_000
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _ORIENTATION_TAG = 0x0112
 
 
@@ -130,18 +129,16 @@ def _decode(im, path: Path) -> np.ndarray:
 
     fmt = im.format
     if fmt == "PNG":
-        header = _png_header(path)
-        if header is not None and header["depth"] == 16 and header["colour"] in (2, 4, 6):
-            array, orientation = _read_png16(path, header)
-            return _orient(_to_rgb_float(array / np.float32(65535)), orientation)
+        depth, channels = _png_bit_depth_and_channels(path)
+        if depth == 16 and channels > 1:
+            array = _read_png16(path)
+            return _orient(_to_rgb_float(array / np.float32(65535)), _exif_orientation(im))
         _verify_png(path)
     elif fmt == "TIFF" and im.mode in ("RGB", "RGBA", "LA") and any(";16" in str(t.args[0] if isinstance(
             t.args, tuple) else t.args) for t in (im.tile or [])):
         array = _read_tiff16(path)
         if array is not None:
             return _orient(_to_rgb_float(array), _exif_orientation(im))
-        warnings.warn(f"{path}: 16-bit colour TIFF read with 8 bits per channel (install tifffile to keep all 16)",
-                      stacklevel=3)
     if ImageFile.LOAD_TRUNCATED_IMAGES and fmt == "JPEG":
         _check_jpeg_end(path)  # someone allowed truncated images process-wide: still refuse them here
     im.load()
@@ -212,128 +209,57 @@ def _check_jpeg_end(path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- PNG
-def _png_header(path: Path) -> dict | None:
+@contextmanager
+def _png_reader(path: Path):
+    """A pypng reader over the open file (closed afterwards): pypng reads every PNG variant with all its bits and
+    checks chunk CRCs and the end of the file; its errors become :class:`ImageReadError`."""
+    import png
+
     with open(path, "rb") as f:
-        head = f.read(33)
-    if len(head) < 33 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
-        return None
-    w, h, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", head[16:29])
-    return {"width": w, "height": h, "depth": depth, "colour": colour, "interlace": interlace}
+        try:
+            yield png.Reader(file=f)
+        except (png.Error, EOFError, ValueError, zlib.error) as e:
+            raise _png_failure(path, e) from e
 
 
-def _png_chunks(path: Path) -> Iterator[tuple[bytes, bytes]]:
-    """(type, data) of every chunk up to IEND, CRCs checked; ImageReadError when the file ends early."""
-    data = path.read_bytes()
-    pos = len(_PNG_SIGNATURE)
-    while True:
-        if pos + 12 > len(data):
-            raise _error(path, "is truncated: the PNG ends before its IEND chunk",
-                         "the copy or download was cut short: get the file again")
-        length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
-        end = pos + 12 + length
-        if end > len(data):
-            raise _error(path, f"is truncated: the PNG's {ctype.decode('latin-1')!r} chunk is cut short",
-                         "the copy or download was cut short: get the file again")
-        body = data[pos + 8:pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length:end])
-        if zlib.crc32(ctype + body) & 0xFFFFFFFF != crc:
-            raise _error(path, f"is corrupt: bad checksum in the PNG's {ctype.decode('latin-1')!r} chunk",
-                         "get an intact copy of the file")
-        yield ctype, body
-        if ctype == b"IEND":
-            return
-        pos = end
+def _png_failure(path: Path, e: BaseException) -> ImageReadError:
+    text = str(e)
+    ends_early = ("truncat", "too short", "end of file", "no more chunks")  # pypng's words for a file cut short
+    if isinstance(e, EOFError) or any(w in text.lower() for w in ends_early):
+        return _error(path, f"is truncated: the PNG ends before its image data does ({text})",
+                      "the copy or download was cut short: get the file again")
+    if "checksum" in text.lower():
+        return _error(path, f"is corrupt: bad checksum in a PNG chunk ({text})", "get an intact copy of the file")
+    return _error(path, f"is corrupt and could not be decoded ({type(e).__name__}: {text})",
+                  "get an intact copy, or re-export it as PNG or JPEG")
+
+
+def _png_bit_depth_and_channels(path: Path) -> tuple[int, int]:
+    with _png_reader(path) as reader:
+        reader.preamble()
+        return reader.bitdepth, reader.planes
 
 
 def _verify_png(path: Path) -> None:
-    for _ in _png_chunks(path):
-        pass
+    """Every chunk up to IEND present and its CRC right (pypng), whatever ``LOAD_TRUNCATED_IMAGES`` says."""
+    with _png_reader(path) as reader:
+        for _ in reader.chunks():
+            pass
 
 
-_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
-
-
-def _read_png16(path: Path, header: dict) -> tuple[np.ndarray, int]:
-    """A 16-bit gray+alpha / RGB / RGBA PNG as uint16 (H, W, C) with all 16 bits, and its EXIF orientation."""
-    from PIL import Image
-
-    w, h, interlace = header["width"], header["height"], header["interlace"]
-    channels = {2: 3, 4: 2, 6: 4}[header["colour"]]
-    bpp = 2 * channels
-    idat, orientation = [], 1
-    for ctype, body in _png_chunks(path):
-        if ctype == b"IDAT":
-            idat.append(body)
-        elif ctype == b"eXIf":
-            try:
-                exif = Image.Exif()
-                exif.load(body)
-                orientation = int(exif.get(_ORIENTATION_TAG, 1))
-            except Exception:
-                orientation = 1
-    passes = [(0, 0, 1, 1)] if interlace == 0 else list(_ADAM7)
-    shapes = [(-(-(h - y0) // dy), -(-(w - x0) // dx)) for x0, y0, dx, dy in passes]
-    expected = sum(ph * (1 + pw * bpp) for ph, pw in shapes if ph and pw)
-    try:
-        raw = zlib.decompressobj().decompress(b"".join(idat), expected)  # never more than the image needs
-    except zlib.error as e:
-        raise _error(path, f"is corrupt: its PNG image data does not decompress ({e})", "get an intact copy") from e
-    if len(raw) < expected:
-        raise _error(path, f"is truncated: {len(raw):,} of {expected:,} bytes of PNG image data",
-                     "the copy or download was cut short: get the file again")
-    buf = np.frombuffer(raw, dtype=np.uint8)
-    out = np.empty((h, w, bpp), dtype=np.uint8)
-    pos = 0
-    for (x0, y0, dx, dy), (ph, pw) in zip(passes, shapes):
-        if not ph or not pw:
-            continue
-        n = ph * (1 + pw * bpp)
-        rows = buf[pos:pos + n].reshape(ph, 1 + pw * bpp)
-        pos += n
-        if int(rows[:, 0].max()) > 4:
-            raise _error(path, "is corrupt: unknown PNG filter type", "get an intact copy of the file")
-        out[y0::dy, x0::dx] = _png_unfilter(rows[:, 0], rows[:, 1:].reshape(ph, pw, bpp))
-    array = out.reshape(h, w, channels, 2).view(">u2")[..., 0].astype(np.uint16)
-    return array, orientation
-
-
-def _png_unfilter(ftype: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """Undo PNG's per-row filters on (H, W, bpp) bytes.
-
-    A reconstructed byte depends on its left (a), upper (b) and upper-left (c) neighbours, so the pixels of one
-    anti-diagonal ``i + j = k`` only depend on earlier diagonals: H + W - 1 vectorised steps, each over one
-    diagonal and all ``bpp`` byte lanes, with the predictor chosen per row.
-    """
-    h, w, bpp = f.shape
-    out = np.zeros((h, w, bpp), dtype=np.uint8)
-    ft = ftype.astype(np.int16)
-    prev1 = np.zeros((h + 1, bpp), dtype=np.int16)  # diagonal k-1, indexed by row + 1 (index 0: the row above 0)
-    prev2 = np.zeros((h + 1, bpp), dtype=np.int16)  # diagonal k-2
-    for k in range(h + w - 1):
-        lo, hi = max(0, k - w + 1), min(h - 1, k)
-        i = np.arange(lo, hi + 1)
-        j = k - i
-        a = prev1[lo + 1:hi + 2]  # (i, j-1)
-        b = prev1[lo:hi + 1]  # (i-1, j)
-        c = prev2[lo:hi + 1]  # (i-1, j-1); outside the image these hold 0, as PNG wants
-        p = a + b - c
-        pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
-        paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
-        t = ft[i][:, None]
-        pred = np.where(t == 1, a, np.where(t == 2, b, np.where(t == 3, (a + b) >> 1, np.where(t == 4, paeth, 0))))
-        cur = (f[i, j].astype(np.int16) + pred) & 0xFF
-        out[i, j] = cur
-        prev2, prev1 = prev1, np.zeros_like(prev1)
-        prev1[lo + 1:hi + 2] = cur
-    return out
+def _read_png16(path: Path) -> np.ndarray:
+    """A 16-bit PNG as uint16 (H, W, C) with all 16 bits (Pillow keeps 8 of a colour PNG's 16), via pypng."""
+    with _png_reader(path) as reader:
+        width, height, rows, info = reader.read()
+        array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
+    return array.reshape(height, width, info["planes"])
 
 
 def _read_tiff16(path: Path) -> np.ndarray | None:
-    """A 16-bit colour TIFF through tifffile as float (H, W, C) in [0, 1]; None when tifffile is missing."""
-    try:
-        import tifffile
-    except ImportError:
-        return None
+    """A 16-bit colour TIFF through tifffile as float (H, W, C) in [0, 1]; None when it is not uint16 after all
+    (Pillow then reads it)."""
+    import tifffile
+
     a = np.asarray(tifffile.imread(str(path), key=0))
     if a.ndim == 3 and a.shape[0] in (2, 3, 4) and a.shape[-1] not in (2, 3, 4):
         a = np.moveaxis(a, 0, -1)  # planar configuration
