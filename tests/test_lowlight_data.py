@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from workbench.data.imageio import (ImageReadError, _orient, list_images, read_image, read_images, save_image)
+from workbench.data.imageio import (ImageReadError, _orient, list_images, iter_images, read_image, save_image)
 from workbench.lowlight.data import (PHOTOS_TEST, PHOTOS_TRAIN, Degradation, DegradationRanges, grid_crops,
                                      load_lol_pairs, load_lowlight_dataset, random_crops)
 from workbench.data.registry import DatasetUnavailable
@@ -379,9 +379,12 @@ def test_list_and_read_images_keep_going_past_bad_files(tmp_path):
     files = list_images(tmp_path)
     assert [p.name for p in files] == ["b0.png", "b1.jpg", "b2.png", "g0.png", "g1.JPG", "g2.png"]
     assert list_images(good[0]) == [good[0]]
-    ok, failed = read_images(files + [tmp_path / "gone.png"])
+    results = list(iter_images(files + [tmp_path / "gone.png"]))  # a bad file never stops the others
+    assert [p for p, _, _ in results] == files + [tmp_path / "gone.png"]
+    ok = [(p, img) for p, img, _ in results if img is not None]
     assert [p for p, _ in ok] == sorted(good)
     assert all(img.shape[2] == 3 and img.dtype == np.float32 for _, img in ok)
+    failed = [(p, reason) for p, img, reason in results if img is None]
     assert [p.name for p, _ in failed] == ["b0.png", "b1.jpg", "b2.png", "gone.png"]
     for p, reason in failed:
         assert p.name in reason

@@ -308,19 +308,6 @@ def iter_images(paths: Iterable[str | os.PathLike], max_pixels: int = DEFAULT_MA
             yield p, None, f"{p}: could not be read ({type(e).__name__}: {e})"
 
 
-def read_images(paths: Iterable[str | os.PathLike], max_pixels: int = DEFAULT_MAX_PIXELS
-                ) -> tuple[list[tuple[Path, np.ndarray]], list[tuple[Path, str]]]:
-    """Read every file: ``(good, failures)``, ``good`` = ``[(path, float32 (H, W, 3))]`` and ``failures`` =
-    ``[(path, reason)]``, both in input order. A bad file never stops the others."""
-    good, failures = [], []
-    for p, image, reason in iter_images(paths, max_pixels):
-        if image is None:
-            failures.append((p, reason))
-        else:
-            good.append((p, image))
-    return good, failures
-
-
 # ---------------------------------------------------------------------------------------------- writing
 def _current_umask() -> int:
     mask = os.umask(0)

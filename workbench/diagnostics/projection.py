@@ -52,12 +52,3 @@ def umap_2d(features: np.ndarray, previous: np.ndarray | None = None, n_neighbor
                         random_state=seed, n_jobs=1 if seed is not None else -1)
     xy = reducer.fit_transform(x)
     return align_to(xy, previous) if previous is not None else xy
-
-
-def layout_series(feature_list: list[np.ndarray], method: str = "pca", **kw) -> list[np.ndarray]:
-    """Layouts of several snapshots of the same points, each aligned to the one before."""
-    fn = {"pca": pca_2d, "umap": umap_2d}[method]
-    out: list[np.ndarray] = []
-    for f in feature_list:
-        out.append(fn(f, out[-1] if out else None, **kw))
-    return out

@@ -32,7 +32,6 @@ class TrainingHandle:
         self._stop = threading.Event()
         self.result = None
         self.error: BaseException | None = None
-        self._ready = threading.Event()
         # build in the caller's thread so configuration and dataset errors surface here, not silently in the thread
         self._trainer = Trainer(cfg, callbacks=callbacks, stop_event=self._stop, run_dir=self.run_dir)
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"train-{self.run_dir.name}")
