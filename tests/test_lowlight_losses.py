@@ -147,11 +147,52 @@ def test_ssim_identity_gradients_and_small_images():
     assert torch.isfinite(ssim(_rand(1, 1, 1, 7).float(), _rand(1, 1, 1, 7, seed=1).float()))
 
 
-def test_restoration_loss():
-    p, t = _rand(1, 3, 16, 16, seed=13).float(), _rand(1, 3, 16, 16, seed=14).float()
-    assert restoration_loss(p, t).item() == pytest.approx(F.smooth_l1_loss(p, t, beta=1.0).item())
-    assert restoration_loss(p, t, ssim_weight=0.5, beta=0.1).item() == pytest.approx(
-        F.smooth_l1_loss(p, t, beta=0.1).item() + 0.5 * (1 - ssim(p, t).item()), rel=1e-6)
+def _naive_l1(p, t):
+    """mean |p - t| over every value, by a Python loop over the flattened arrays."""
+    a, b = p.detach().double().flatten().tolist(), t.detach().double().flatten().tolist()
+    return sum(abs(x - y) for x, y in zip(a, b)) / len(a)
+
+
+def _sk_batch_ssim(p, t):
+    """scikit-image's SSIM of each image (H, W, C), averaged over the batch."""
+    hwc = lambda x, i: x[i].detach().double().permute(1, 2, 0).numpy()  # noqa: E731
+    return float(np.mean([_sk_ssim(hwc(p, i), hwc(t, i)) for i in range(len(p))]))
+
+
+def test_restoration_loss_is_l1_plus_ssim():
+    # TML's pixel loss is L1 (+ w (1 - SSIM)): a naive mean absolute error and scikit-image's SSIM, not torch's
+    # smooth L1 (which, with beta 1 on [0, 1] images, is MSE / 2 everywhere). Small and large differences both.
+    p, t = _rand(2, 3, 16, 16, seed=13).float(), _rand(2, 3, 16, 16, seed=14).float()
+    small = (t + 0.01 * (_rand(2, 3, 16, 16, seed=15).float() - 0.5)).clamp(0, 1)
+    for pred in (p, small):
+        assert restoration_loss(pred, t).item() == pytest.approx(_naive_l1(pred, t), rel=1e-6)
+        assert restoration_loss(pred, t, ssim_weight=0.5).item() == pytest.approx(
+            _naive_l1(pred, t) + 0.5 * (1 - _sk_batch_ssim(pred, t)), abs=1e-4)
+    # MSE is there when asked for by name: a naive mean squared error
+    mse = sum((x - y) ** 2 for x, y in zip(p.flatten().tolist(), t.flatten().tolist())) / p.numel()
+    assert restoration_loss(p, t, pixel="mse").item() == pytest.approx(mse, rel=1e-6)
+    with pytest.raises(ValueError, match="pixel"):
+        restoration_loss(p, t, pixel="smooth_l1")
+
+
+def test_tml_trains_on_the_loss_its_help_names():
+    from workbench.config import specs
+    from workbench.lowlight.methods import tml as tml_module
+    from workbench.lowlight.methods.tml import TML, TMLOptions
+
+    helps = {s.name: s for s in specs(TMLOptions)}
+    assert helps["pixel_loss"].default == "l1" and "L1" in helps["pixel_loss"].help
+    assert "smooth" not in (tml_module.__doc__ + " ".join(s.help for s in helps.values())).lower()
+    # a predicting-stage step's loss, recomputed from the same draws: naive L1 + w (1 - scikit-image SSIM)
+    m = TML(width=4, levels=2, troublemaker="synthetic", stage_steps=(0, 5, 5), ssim_weight=0.3)
+    images = torch.randint(0, 256, (4, 3, 24, 24), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    loss = m.step(images, 0, torch.Generator().manual_seed(2)).loss.item()
+    g = torch.Generator().manual_seed(2)
+    torch.manual_seed(0)
+    x = m.augment(images, g)
+    out = m.predicting(m.normalize(m.make_low_light(x, g)))
+    assert loss == pytest.approx(_naive_l1(out, x) + 0.3 * (1 - _sk_batch_ssim(out, x)), abs=1e-4)
 
 
 # --- evaluation metrics ----------------------------------------------------------------------------------------

@@ -545,3 +545,23 @@ def load_lol_pairs(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS
                                  + (f" ({detail})" if detail else " (the low/high folders hold no images)")
                                  + ". Accepted layouts: " + "; ".join(LOL_LAYOUTS))
     return pairs, failures
+
+
+def aligned_crops(pairs: list[tuple[torch.Tensor, torch.Tensor]], n: int, size: int, generator: torch.Generator,
+                  device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` aligned random ``size`` x ``size`` crops ``(low, high)``, each ``(n, 3, size, size)``, from float
+    ``(3, H, W)`` pairs picked at random (a pair smaller than ``size`` is upscaled first, bilinear)."""
+    pick = torch.randint(len(pairs), (n,), generator=generator, device=generator.device).tolist()
+    lows, highs = [], []
+    for i in pick:
+        lo, hi = pairs[i]
+        if min(lo.shape[-2:]) < size:
+            scale = size / min(lo.shape[-2:])
+            lo, hi = (F.interpolate(t[None], scale_factor=scale, mode="bilinear", align_corners=False)[0]
+                      for t in (lo, hi))
+        h, w = lo.shape[-2:]
+        top = int(torch.randint(h - size + 1, (1,), generator=generator, device=generator.device))
+        left = int(torch.randint(w - size + 1, (1,), generator=generator, device=generator.device))
+        lows.append(lo[:, top:top + size, left:left + size])
+        highs.append(hi[:, top:top + size, left:left + size])
+    return torch.stack(lows).to(device), torch.stack(highs).to(device)

@@ -1,4 +1,4 @@
-"""Paired restoration losses: a differentiable SSIM (Wang et al., 2004) and a smooth-L1 (+ SSIM) pixel loss.
+"""Paired restoration losses: a differentiable SSIM (Wang et al., 2004) and an L1 (or MSE) + SSIM loss.
 
 For each channel, with ``G`` a normalised Gaussian window (``window_size`` taps, std ``sigma``), ``mu_x = G * x``,
 ``sigma_x^2 = G * x^2 - mu_x^2`` and ``sigma_xy = G * (xy) - mu_x mu_y`` (population, i.e. biased, moments),
@@ -7,7 +7,8 @@ For each channel, with ``G`` a normalised Gaussian window (``window_size`` taps,
     SSIM(x, y)[p] = (2 mu_x mu_y + C1)(2 sigma_xy + C2) / ((mu_x^2 + mu_y^2 + C1)(sigma_x^2 + sigma_y^2 + C2))
 
     ssim = mean over images, channels and valid positions p of SSIM[p]
-    restoration_loss = smooth_l1(pred, target; beta) + ssim_weight (1 - ssim(pred, target))
+    restoration_loss = mean |pred - target| + ssim_weight (1 - ssim(pred, target))          (pixel "l1")
+                       mean (pred - target)^2 + ssim_weight (1 - ssim(pred, target))        (pixel "mse")
 
 "Valid" positions are those where the whole window lies inside the image. This is what scikit-image's
 ``structural_similarity(..., gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0)``
@@ -74,15 +75,20 @@ def ssim_loss(x: torch.Tensor, y: torch.Tensor, window_size: int = 11, sigma: fl
     return 1 - ssim(x, y, window_size, sigma, data_range)
 
 
-def restoration_loss(pred: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.0,
-                     beta: float = 1.0) -> torch.Tensor:
-    """``F.smooth_l1_loss(pred, target, beta=beta) + ssim_weight * ssim_loss(pred, target)`` (mean reduction).
+PIXEL_LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}
 
-    ``beta`` defaults to torch's 1.0: smooth L1 is ``0.5 d^2 / beta`` for ``|d| < beta`` and ``|d| - 0.5 beta``
-    beyond, so for images in [0, 1] and ``beta = 1`` it is exactly half the MSE; pass a small ``beta``
-    (e.g. 0.01) for L1-like behaviour. The SSIM term is skipped when ``ssim_weight == 0``.
+
+def restoration_loss(pred: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.0,
+                     pixel: str = "l1") -> torch.Tensor:
+    """``mean |pred - target| + ssim_weight * (1 - ssim(pred, target))``, or the mean squared error with
+    ``pixel="mse"``; the SSIM term is skipped when ``ssim_weight == 0``.
+
+    Not torch's smooth L1: with its default beta 1, on images in [0, 1] every difference is below beta, so it is
+    exactly half the MSE everywhere (what TML trained on before this was chosen on purpose).
     """
-    loss = F.smooth_l1_loss(pred, target, beta=beta)
+    if pixel not in PIXEL_LOSSES:
+        raise ValueError(f"pixel loss {pixel!r} is not one of {', '.join(PIXEL_LOSSES)}")
+    loss = PIXEL_LOSSES[pixel](pred, target)
     if ssim_weight:
         loss = loss + ssim_weight * ssim_loss(pred, target)
     return loss

@@ -9,8 +9,9 @@ residual that is subtracted (the public inference code)::
     stage 2  EM:  min  l(y - EM(y), x),         y = PM(x_low), PM frozen
     inference:    out = y - EM(y),  y = PM(x_low)
 
-with ``l = smooth_L1 + w_ssim (1 - SSIM)`` (the paper's losses were not retrievable; a pixel loss plus SSIM is the
-usual choice). PM and EM are UGDC networks (a UNet with Global Dynamic Convolution blocks). Inputs to PM and EM are
+with ``l = L1 + w_ssim (1 - SSIM)`` (``pixel_loss`` "l1", the default; "mse" for the squared error): the official
+repository has no training code and the paper's losses were not retrievable; L1 plus SSIM is the common choice of
+the field. PM and EM are UGDC networks (a UNet with Global Dynamic Convolution blocks). Inputs to PM and EM are
 normalised with ImageNet mean/std as in the public code; their outputs are images in [0, 1].
 
 The learned TM (:mod:`workbench.lowlight.nn.troublemaker`) is fitted to the synthetic family, or to the user's
@@ -19,7 +20,8 @@ and the family's Poisson-Gaussian noise is added to its output (it models the to
 
 Follows ``Rainbowman0/TML_LLIE`` (``models/UGDC.py``, ``gdcblock_parts.py``, the inference script: out = y - EM(y)).
 Departs: the training losses and the TM network are ours (not published); UGDC's CPU default is width 16 with 3
-levels (the paper: 64 and 5), and its layout differs from ``UGDC.py`` (GDC at every level, no DropPath).
+levels and a 1x1 deepest token grid (the paper: 64, 5 and 5x8, what ``--ugdc-width 64 --ugdc-levels 5`` builds: the
+official 17,580,103 / 4,720,679 parameters); GDC's own departures (any input size) are in ``nn/gdc.py``.
 """
 from __future__ import annotations
 
@@ -30,13 +32,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.config import MethodOptions, option
-from workbench.lowlight.data import Degradation
+from workbench.config import ConfigError, MethodOptions, option
+from workbench.lowlight.data import Degradation, aligned_crops
 from workbench.lowlight.losses.restoration import restoration_loss
 from workbench.methods.base import StepOutput
 from workbench.lowlight.methods.base import LowLightMethod
 from workbench.lowlight.nn.troublemaker import Troublemaker, darkness_code
-from workbench.lowlight.nn.ugdc import enhancing_model, predicting_model
+from workbench.lowlight.nn.ugdc import enhancing_model, parse_grid, predicting_model
 
 STAGES = ("troublemaker", "predicting", "enhancing")
 
@@ -51,16 +53,28 @@ class TMLOptions(MethodOptions):
     ugdc_width: int = option(16, "PM's first-level channels (EM uses half); doubles each level", ge=2,
                              note="the paper uses 64")
     ugdc_levels: int = option(3, "UNet levels of PM and EM", ge=1, le=7, note="the paper uses 5")
-    gdc_grid: int = option(8, "GDC tokens: a grid x grid pooled query map", ge=1)
-    ssim_weight: float = option(0.2, "loss: smooth L1 + ssim_weight x (1 - SSIM)", ge=0)
+    gdc_grid: str = option("auto", "GDC query tokens at the deepest level, HxW (e.g. 5x8); each level above doubles "
+                           "both; auto: the paper's 5x8 with 5 or more levels, else 1x1 (CPU-sized)")
+    pixel_loss: str = option("l1", "pixel term of the loss: l1 (L1, mean absolute error) or mse (mean squared "
+                             "error)", choices=("l1", "mse"))
+    ssim_weight: float = option(0.2, "loss: pixel_loss (L1) + ssim_weight x (1 - SSIM)", ge=0)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.gdc_grid == "auto":
+            self.gdc_grid = "5x8" if self.ugdc_levels >= 5 else "1x1"
+        try:
+            parse_grid(self.gdc_grid)
+        except ValueError as e:
+            raise ConfigError(f"gdc_grid={self.gdc_grid!r} is not allowed: {e}, or auto") from None
 
 
 class TML(LowLightMethod):
     name = "tml"
     Options = TMLOptions
 
-    def __init__(self, width: int = 16, levels: int = 3, grid: int = 8, troublemaker: str = "learned",
-                 stage_steps: tuple[int, int, int] = (100, 400, 200), ssim_weight: float = 0.2,
+    def __init__(self, width: int = 16, levels: int = 3, grid=(1, 1), troublemaker: str = "learned",
+                 stage_steps: tuple[int, int, int] = (100, 400, 200), ssim_weight: float = 0.2, pixel_loss="l1",
                  degradation: Degradation | None = None, pairs: list | None = None, patch_size: int = 64):
         super().__init__(degradation)
         self.predicting = predicting_model(width=width, levels=levels, grid=grid)
@@ -72,7 +86,7 @@ class TML(LowLightMethod):
         tm_steps = stage_steps[0] if self.learned_tm else 0
         ends = [tm_steps, tm_steps + stage_steps[1], tm_steps + stage_steps[1] + stage_steps[2]]
         self.register_buffer("stage_ends", torch.tensor(ends))  # in the checkpoint: a resume keeps the plan
-        self.ssim_weight, self.patch_size = ssim_weight, patch_size
+        self.ssim_weight, self.pixel_loss, self.patch_size = ssim_weight, pixel_loss, patch_size
         self.pairs = pairs or []  # (low, high) float (3, H, W) tensors for fitting the TM to real darkness
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
         self.register_buffer("codes", torch.zeros(4096, 2))  # darkness codes (c, s) seen while fitting the TM
@@ -89,9 +103,10 @@ class TML(LowLightMethod):
         if cfg.troublemaker == "learned" and bundle is not None:  # the user's LOL pairs (read with the dataset)
             chw = lambda a: torch.from_numpy(a).permute(2, 0, 1).contiguous()  # noqa: E731
             pairs = [(chw(lo), chw(hi)) for _, lo, hi in bundle.pairs]
-        return cls(width=cfg.ugdc_width, levels=cfg.ugdc_levels, grid=cfg.gdc_grid, troublemaker=cfg.troublemaker,
+        return cls(width=cfg.ugdc_width, levels=cfg.ugdc_levels, grid=parse_grid(cfg.gdc_grid),
+                   troublemaker=cfg.troublemaker,
                    stage_steps=tuple(round(e * steps_per_epoch) for e in (tm, pm, em)), ssim_weight=cfg.ssim_weight,
-                   pairs=pairs, patch_size=cfg.patch_size)
+                   pixel_loss=cfg.pixel_loss, pairs=pairs, patch_size=cfg.patch_size)
 
     # ------------------------------------------------------------------ stages
     def stage(self, step: int | None = None) -> int:
@@ -115,24 +130,6 @@ class TML(LowLightMethod):
         pos = (int(self.codes_seen) + torch.arange(len(code), device=code.device)) % n
         self.codes[pos] = code.detach().float()
         self.codes_seen += len(code)
-
-    def _pair_crops(self, n: int, generator: torch.Generator, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` aligned random crops (low, high) from the user's pairs (upscaled where a pair is smaller)."""
-        p = self.patch_size
-        pick = torch.randint(len(self.pairs), (n,), generator=generator, device=generator.device).tolist()
-        lows, highs = [], []
-        for i in pick:
-            lo, hi = self.pairs[i]
-            if min(lo.shape[-2:]) < p:
-                scale = p / min(lo.shape[-2:])
-                lo, hi = (F.interpolate(t[None], scale_factor=scale, mode="bilinear", align_corners=False)[0]
-                          for t in (lo, hi))
-            h, w = lo.shape[-2:]
-            top = int(torch.randint(h - p + 1, (1,), generator=generator, device=generator.device))
-            left = int(torch.randint(w - p + 1, (1,), generator=generator, device=generator.device))
-            lows.append(lo[:, top:top + p, left:left + p])
-            highs.append(hi[:, top:top + p, left:left + p])
-        return torch.stack(lows).to(device), torch.stack(highs).to(device)
 
     @torch.no_grad()
     def make_low_light(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -158,7 +155,7 @@ class TML(LowLightMethod):
         self.steps_done.fill_(step + 1)  # kept with the weights: whether EM has trained (inference reads it)
         if stage == 0:
             if self.pairs:
-                low, high = self._pair_crops(len(x), generator, x.device)
+                low, high = aligned_crops(self.pairs, len(x), self.patch_size, generator, x.device)
                 target, x = low, high
             else:
                 target = self.degradation.noiseless(x, self.degradation.sample(len(x), generator, x.device))
@@ -174,7 +171,7 @@ class TML(LowLightMethod):
                 self.predicting.eval()  # frozen: its batch-norm statistics stay those of stage 1
                 coarse = self.predicting(self.normalize(low)).clamp(0, 1)
             out = coarse - self.enhancing(self.normalize(coarse))
-        loss = restoration_loss(out.float(), x.float(), self.ssim_weight)
+        loss = restoration_loss(out.float(), x.float(), self.ssim_weight, self.pixel_loss)
         with torch.no_grad():
             mse = F.mse_loss(out.float().clamp(0, 1), x.float()).clamp_min(1e-10)
         logs = {"stage": float(stage), "train_psnr": -10 * math.log10(mse.item())}
