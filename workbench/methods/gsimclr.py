@@ -1,15 +1,23 @@
 """G-SimCLR: Self-Supervised Contrastive Learning with Guided Projection via Pseudo Labelling (Chakraborty et al.,
 2020).
 
-Stage 1 trains a denoising conv autoencoder (Gaussian noise on the input, reconstruction loss). Its pooled latent
-is clustered by k-means with ``n_clusters = batch size``, giving each image a pseudo label. Stage 2 is SimCLR
-(NT-Xent at tau; the paper uses 0.1) on batches that hold at most one image per pseudo-cluster, so that images
-likely to be of the same class are never pushed apart as negatives. Batches are drawn one image from each
-pseudo-cluster (at random within the cluster), which keeps the epoch length of plain SimCLR.
+Stage 1 trains a denoising conv autoencoder (Gaussian noise of standard deviation 0.01 on the [0, 1] input,
+reconstruction loss). Its pooled latent, as it is (not normalised), is clustered by k-means with
+``n_clusters = batch size``, giving each image a pseudo label. Stage 2 is SimCLR (NT-Xent at tau; the paper uses
+0.1) on batches that hold at most one image per pseudo-cluster, so that images likely to be of the same class are
+never pushed apart as negatives. The epoch's order is the within-cluster rank::
 
-Follows ``sayakpaul/G-SimCLR`` (``Autoencoder.ipynb``, ``SimCLR_Pseudo_Labels_Training.ipynb``). Departs: batches are
-drawn with replacement within clusters (the official order by within-cluster rank shows every image once per epoch);
-the autoencoder noise is 0.2 (officially ``GaussianNoise(1e-2)``); tau defaults to 0.2 (the paper: 0.1).
+    rank(i) = position of image i within its pseudo-cluster;   order = images sorted by (rank, cluster)
+
+cut into consecutive batches: batch r holds the rank-r image of every cluster, so every image is seen once per
+epoch and, while every cluster still has a member of that rank, no batch holds two images of one cluster. As in
+the engine's random order, the last ``N mod batch`` images of the order are left for that epoch (``epoch_coverage``
+logs the fraction of the training set an epoch shows: 1.0 when the batches hold every image).
+
+Follows ``sayakpaul/G-SimCLR`` (``Autoencoder.ipynb``, ``SimCLR_Pseudo_Labels_Training.ipynb``). Departs: the ranks
+within a cluster, and the order of the clusters within a rank, are drawn at random every epoch (officially ranked
+by image index, the same order every epoch); the autoencoder is the workbench's conv encoder with an MLP decoder;
+tau defaults to 0.2 (the paper: 0.1).
 """
 from __future__ import annotations
 
@@ -26,15 +34,19 @@ from workbench.methods.simclr import SimCLR
 from workbench.nn.autoencoders import ConvAutoencoder
 
 
-def one_per_cluster_batches(labels: torch.Tensor, steps: int, generator: torch.Generator) -> torch.Tensor:
-    """``(steps, K)`` sample indices: row s holds one random member of each of the K clusters in ``labels``."""
-    order = torch.argsort(labels, stable=True)
+def rank_order_batches(labels: torch.Tensor, steps: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    """``(steps, batch_size)`` indices: the images sorted by (within-cluster rank, cluster), ranks and cluster order
+    drawn at random, cut into consecutive batches (the remainder of the order is left for this epoch)."""
+    n = len(labels)
+    shuffled = torch.randperm(n, generator=generator)  # random ranks within each cluster
+    by_cluster = shuffled[torch.argsort(labels[shuffled], stable=True)]
     counts = torch.bincount(labels)
-    if (counts == 0).any():
-        raise ValueError("every pseudo-cluster needs at least one member")
     starts = torch.cumsum(counts, 0) - counts
-    r = torch.rand(steps, len(counts), generator=generator)
-    return order[starts + (r * counts).long().clamp(max=counts - 1)]
+    rank = torch.empty(n, dtype=torch.long)
+    rank[by_cluster] = torch.arange(n) - starts.repeat_interleave(counts)
+    cluster_slot = torch.randperm(len(counts), generator=generator)[labels]  # random cluster order within a rank
+    order = torch.argsort(rank * len(counts) + cluster_slot)
+    return order[: steps * batch_size].view(steps, batch_size)
 
 
 @dataclass
@@ -47,11 +59,12 @@ class GSimCLR(SimCLR):
     Options = GSimCLROptions
 
     def __init__(self, backbone: nn.Module, views, images: torch.Tensor, tau: float = 0.1, proj_dim: int = 128,
-                 pretrain_steps: int = 100, n_clusters: int = 256, noise: float = 0.2):
+                 pretrain_steps: int = 100, n_clusters: int = 256, noise: float = 1e-2):
         super().__init__(backbone, views, tau=tau, proj_dim=proj_dim)
         self.autoencoder = ConvAutoencoder(images.shape[1], views.config.size)
         self.images, self.pretrain_steps, self.n_clusters, self.noise = images, pretrain_steps, n_clusters, noise
         self.register_buffer("pseudo_labels", torch.full((len(images),), -1, dtype=torch.long))
+        self.coverage = 0.0  # the fraction of the training set the current epoch's batches show
 
     @classmethod
     def from_config(cls, cfg, backbone, views, bundle):
@@ -66,24 +79,31 @@ class GSimCLR(SimCLR):
         latent = torch.cat([self.autoencoder.encoder(self.views.prepare(c.to(device))).float().cpu()
                             for c in self.images.split(1024)])
         self.train(was)
-        self.pseudo_labels.copy_(torch.as_tensor(kmeans(latent.numpy(), self.n_clusters)))
+        self.pseudo_labels.copy_(torch.as_tensor(kmeans(latent.numpy(), self.n_clusters, normalize=False)))
 
     def batch_order(self, steps: int, batch_size: int, generator: torch.Generator) -> torch.Tensor | None:
-        """The engine's batches for the next epoch: one image per pseudo-cluster once they exist."""
-        if int(self.pseudo_labels[0]) < 0 or batch_size != self.n_clusters:
+        """The engine's batches for the next epoch: the within-cluster rank order once the pseudo labels exist."""
+        n = len(self.images)
+        self.coverage = min(1.0, steps * batch_size / n)  # the engine's random order shows as many
+        if int(self.pseudo_labels[0]) < 0:
             return None
-        return one_per_cluster_batches(self.pseudo_labels.cpu(), steps, generator)
+        order = rank_order_batches(self.pseudo_labels.cpu(), steps, batch_size, generator)
+        self.coverage = len(torch.unique(order)) / n
+        return order
 
     def step(self, images: torch.Tensor, step: int, generator: torch.Generator):
         if step < self.pretrain_steps:
             x = self.views.prepare(images)
-            _, x_hat = self.autoencoder(x + self.noise * torch.randn(x.shape, generator=generator, device=x.device))
+            noise = self.noise * torch.randn(x.shape, generator=generator, device=x.device)  # on the [0, 1] scale
+            std = torch.tensor(self.views.std or (1.0,) * x.shape[1], device=x.device, dtype=x.dtype)
+            _, x_hat = self.autoencoder(x + noise / std.view(1, -1, 1, 1))
             rec = F.mse_loss(x_hat.float(), x.float())
             out = super().step(images, step, generator)  # scores to watch, but no gradient to the SimCLR net yet
-            out.loss, out.logs = rec, {**out.logs, "reconstruction": rec.item(), "stage": 1.0}
+            out.loss = rec
+            out.logs.update(reconstruction=rec.item(), stage=1.0, epoch_coverage=self.coverage)
             return out
         if int(self.pseudo_labels[0]) < 0:
             self.assign_pseudo_labels(images.device)
         out = super().step(images, step, generator)
-        out.logs["stage"] = 2.0
+        out.logs.update(stage=2.0, epoch_coverage=self.coverage)
         return out

@@ -1,0 +1,258 @@
+"""DEPICT and G-SimCLR against independent transcriptions of their official code (issue 12, items 4 and 5).
+
+DEPICT (``herandy/DEPICT``, ``functions.py``): the target is built from the clean soft assignments of the WHOLE
+training set (``y_prob ** 2 / cluster_frequency``, rows normalised) once per epoch and held for the epoch; training
+stops rebuilding it when successive targets differ by a mean squared error < 1e-7; the reconstruction is
+layer-wise (``loss0 + 0.1 loss1 + 0.1 loss2``); the corruption is dropout; the head starts as the unit-norm k-means
+centroids (bias 0) trained by cross-entropy on the k-means labels (``train_fn_init``).
+G-SimCLR (``SimCLR_Pseudo_Labels_Training.ipynb``, ``Autoencoder.ipynb``): batches follow the within-cluster rank,
+so each image is seen once per epoch with one image per pseudo-cluster per batch; ``GaussianNoise(1e-2)`` on [0, 1]
+images; k-means on the raw pooled latents.
+"""
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.cluster import KMeans
+from sklearn.metrics import normalized_mutual_info_score
+
+from workbench.data.views import ContrastiveViews, ViewConfig
+from workbench.methods.depict import DEPICT
+from workbench.methods.gsimclr import GSimCLR
+from workbench.nn import SmallConvNet
+
+MEAN, STD = (0.5,), (0.25,)
+
+
+def blobs(n_per=16, k=3, size=8, seed=0):
+    """``k`` distinct 8x8 prototypes plus a little noise, ``uint8``: clusters any k-means finds."""
+    g = torch.Generator().manual_seed(seed)
+    protos = torch.rand(k, 1, size, size, generator=g) * 255
+    y = torch.arange(k).repeat_interleave(n_per)
+    x = protos[y] + 8 * torch.randn(len(y), 1, size, size, generator=g)
+    return x.clamp(0, 255).to(torch.uint8), y
+
+
+def views():
+    return ContrastiveViews(ViewConfig(size=8), mean=MEAN, std=STD)
+
+
+def tiny_depict(images, k=3, pretrain_steps=0):
+    torch.manual_seed(0)
+    m = DEPICT(SmallConvNet(1), views(), images, n_clusters=k, size=8, pretrain_steps=pretrain_steps)
+    m.dropouts = ()  # no corruption: the corrupted path equals the clean one and the loss can be recomputed
+    return m
+
+
+def official_target(y_prob: np.ndarray) -> np.ndarray:
+    """``train_RLC``: ``y_prob ** 2 / cluster_frequency``, then each row divided by its sum."""
+    cluster_frequency = np.sum(y_prob, axis=0)
+    y_prob = y_prob ** 2 / cluster_frequency
+    return np.transpose(y_prob.T / np.sum(y_prob, axis=1))
+
+
+@torch.no_grad()
+def clean_whole_set(m, images):
+    """Embeddings and soft assignments of every training image, deterministic (eval mode)."""
+    net = copy.deepcopy(m).eval()
+    z = net.embed_clusters(net.backbone(net.views.prepare(images)))
+    return z.double().numpy(), torch.softmax(net.head(z), 1).double().numpy()
+
+
+@torch.no_grad()
+def train_mode_log_p(m, images):
+    net = copy.deepcopy(m).train()
+    return F.log_softmax(net.head(net.embed_clusters(net.backbone(net.views.prepare(images)))), 1).double()
+
+
+def test_depict_target_is_built_over_the_whole_set_once_per_epoch_and_held():
+    images, _ = blobs()
+    m = tiny_depict(images)
+    m.init_epochs = 0  # straight to the DEPICT targets after the k-means initialisation
+    opt = torch.optim.SGD(m.parameters(), lr=0.5)
+    g = torch.Generator().manual_seed(0)
+    order = m.batch_order(4, 12, g)
+    assert order is not None, "DEPICT must see the epoch's order to hold a whole-set target for the epoch"
+    assert sorted(order.flatten().tolist()) == list(range(48))
+    q_ref = torch.as_tensor(official_target(clean_whole_set(m, images)[1]))
+    for s, rows in enumerate(order):
+        expected = -(q_ref[rows] * train_mode_log_p(m, images[rows])).sum(1).mean()
+        out = m.step(images[rows], s, g)
+        assert out.logs["cluster_loss"] == pytest.approx(float(expected), rel=1e-4, abs=1e-6)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    # the network moved during the epoch, yet every step used the target of the epoch's start
+    q_now = official_target(clean_whole_set(m, images)[1])
+    assert np.mean((q_now - q_ref.numpy()) ** 2) > 1e-7
+
+
+def test_depict_target_change_is_the_official_mse_and_convergence_stops_rebuilding():
+    images, _ = blobs()
+    m = tiny_depict(images)
+    m.init_epochs = 0
+    opt = torch.optim.SGD(m.parameters(), lr=0.5)
+    g = torch.Generator().manual_seed(1)
+
+    def epoch(train: bool):
+        order = m.batch_order(4, 12, g)
+        q = official_target(clean_whole_set(m, images)[1])
+        logs = []
+        m.train(train)  # eval mode: the steps leave the network as it is (no BatchNorm statistics updated)
+        for rows in order:
+            out = m.step(images[rows], int(m.steps_done), g)
+            logs.append(out)
+            if train:
+                opt.zero_grad()
+                out.loss.backward()
+                opt.step()
+        m.train()
+        return q, logs
+
+    q0, outs = epoch(train=True)  # the official previous target starts at zeros
+    assert outs[0].logs["target_change"] == pytest.approx(np.mean(q0 ** 2), rel=1e-5)
+    q1, outs = epoch(train=False)
+    assert outs[0].logs["target_change"] == pytest.approx(np.mean((q1 - q0) ** 2), rel=1e-4)
+    assert outs[0].logs["target_change"] > 1e-7 and not any(o.notes for o in outs)
+    _, outs = epoch(train=False)  # nothing changed: mean squared change 0 < 1e-7
+    assert outs[0].logs["target_change"] < 1e-7
+    assert any("converged" in n for n in outs[0].notes)
+    held = m.q.clone()
+    epoch(train=True)
+    epoch(train=False)
+    torch.testing.assert_close(m.q, held)  # converged: no more rebuilding
+
+
+def test_depict_reconstructs_every_layer_with_the_official_weights():
+    images, _ = blobs()
+    m = tiny_depict(images, pretrain_steps=10**6)
+    captured, decoded = [], []
+    hooks = [mod.register_forward_hook(lambda _m, _i, o: captured.append(o.detach().clone()))
+             for mod in m.backbone.features if isinstance(mod, torch.nn.ReLU)]
+    hooks.append(m.decoder.register_forward_hook(lambda _m, _i, o: decoded.append([t.detach() for t in o])))
+    out = m.step(images[:16], 0, torch.Generator().manual_seed(0))
+    for h in hooks:
+        h.remove()
+    x = m.views.prepare(images[:16])
+    clean = captured[:4]  # the first pass through the encoder is the clean one
+    x_hat, *hidden = decoded[0]
+    assert [d.shape for d in hidden] == [e.shape for e in clean]
+    expected = F.mse_loss(x_hat, x) + sum(0.1 * F.mse_loss(d, e) for d, e in zip(hidden, clean))
+    assert out.logs["reconstruction"] == pytest.approx(float(expected), rel=1e-5)
+    assert out.loss.item() == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_depict_corrupts_with_dropout():
+    images = torch.full((48, 1, 8, 8), 255, dtype=torch.uint8)
+    m = tiny_depict(images, pretrain_steps=10**6)
+    m.dropouts = (0.1, 0.1, 0.0)  # the official --dropouts
+    seen = []
+    hook = m.backbone.features[0].register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach()))
+    m.step(images, 0, torch.Generator().manual_seed(0))
+    hook.remove()
+    clean_value = (1 - MEAN[0]) / STD[0]
+    assert any(torch.allclose(s, torch.full_like(s, clean_value)) for s in seen)  # the clean path
+    noisy = [s for s in seen if not torch.allclose(s, torch.full_like(s, clean_value))]
+    assert len(noisy) == 1
+    dropped = (noisy[0] == 0).double().mean().item()
+    assert dropped == pytest.approx(0.1, abs=0.03)
+    kept = noisy[0][noisy[0] != 0]
+    torch.testing.assert_close(kept, torch.full_like(kept, clean_value / 0.9))
+
+
+def test_depict_head_starts_from_kmeans_and_is_first_trained_on_its_labels():
+    images, y = blobs()
+    m = tiny_depict(images)
+    m.init_epochs = 1
+    g = torch.Generator().manual_seed(0)
+    order = m.batch_order(4, 12, g)
+    z, _ = clean_whole_set(m, images)
+    ref = KMeans(3, n_init=10, random_state=0).fit_predict(z)
+    labels = m.labels.numpy()
+    assert normalized_mutual_info_score(ref, labels) == pytest.approx(1.0)
+    for k in range(3):
+        c = z[labels == k].mean(0)
+        np.testing.assert_allclose(m.head.weight[k].detach().numpy(), c / np.linalg.norm(c), rtol=1e-4, atol=1e-5)
+    assert torch.count_nonzero(m.head.bias) == 0
+    rows = order[0]
+    expected = F.nll_loss(train_mode_log_p(m, images[rows]), torch.as_tensor(labels[rows.numpy()]))
+    out = m.step(images[rows], 0, g)
+    assert out.logs["cluster_loss"] == pytest.approx(float(expected), rel=1e-4)
+    for s in range(1, 4):
+        m.step(images[order[s]], s, g)
+    m.batch_order(4, 12, g)  # after init_epochs epochs: the DEPICT targets
+    out = m.step(images[m.order[0]], 4, g)
+    assert out.logs["stage"] == 2.0 and "target_change" in out.logs
+
+
+# ------------------------------------------------------------------------------------------------ G-SimCLR
+def gsimclr(n, k):
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (n, 1, 8, 8), dtype=torch.uint8)
+    return GSimCLR(SmallConvNet(1), views(), images, pretrain_steps=0, n_clusters=k), images
+
+
+@pytest.mark.parametrize("sizes", [[5] * 16, [5 + i % 4 for i in range(16)]])
+def test_gsimclr_epoch_shows_every_image_once_with_one_image_per_pseudo_cluster_per_batch(sizes):
+    steps, bs = 5, 16
+    labels = torch.arange(16).repeat_interleave(torch.tensor(sizes))
+    labels = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))]
+    m, images = gsimclr(len(labels), 16)
+    m.pseudo_labels.copy_(labels)
+    order = m.batch_order(steps, bs, torch.Generator().manual_seed(0))
+    assert order.shape == (steps, bs)
+    flat = order.flatten().tolist()
+    assert len(set(flat)) == len(flat)  # no image twice in an epoch
+    if len(labels) == steps * bs:
+        assert sorted(flat) == list(range(len(labels)))  # every image exactly once
+    for batch in order:
+        assert sorted(labels[batch].tolist()) == list(range(16))  # one per pseudo-cluster
+    out = m.step(images[order[0]], 0, torch.Generator().manual_seed(0))
+    assert out.logs["epoch_coverage"] == pytest.approx(steps * bs / len(labels))
+    again = m.batch_order(steps, bs, torch.Generator().manual_seed(1))
+    assert not torch.equal(again, order)  # the within-cluster ranks are redrawn every epoch
+
+
+def test_gsimclr_coverage_when_clusters_are_uneven():
+    """Clusters smaller than the number of batches: still no repeats, and as many images as the batches hold."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 16, (200,), generator=g)
+    labels[:16] = torch.arange(16)
+    m, images = gsimclr(200, 16)
+    m.pseudo_labels.copy_(labels)
+    order = m.batch_order(12, 16, g)
+    flat = order.flatten().tolist()
+    assert len(set(flat)) == len(flat) == 192
+    # the rank order: batch b holds images of within-cluster rank b (or the next rank where clusters ran out)
+    first = order[0]
+    assert sorted(labels[first].tolist()) == list(range(16))
+
+
+def test_gsimclr_autoencoder_noise_and_kmeans_on_raw_latents(monkeypatch):
+    m, images = gsimclr(64, 4)
+    m.pretrain_steps = 10
+    seen = []
+    hook = m.autoencoder.encoder.features[0].register_forward_pre_hook(lambda _m, a: seen.append(a[0].detach()))
+    m.step(images, 0, torch.Generator().manual_seed(0))
+    hook.remove()
+    noise01 = (seen[0] - m.views.prepare(images)) * STD[0]  # back on the [0, 1] scale of the official images
+    assert noise01.std().item() == pytest.approx(1e-2, rel=0.05)
+    import workbench.methods.gsimclr as module
+
+    calls = []
+    real = module.kmeans
+
+    def spy(features, k, *args, **kwargs):
+        calls.append((np.array(features), kwargs))
+        return real(features, k, *args, **kwargs)
+
+    monkeypatch.setattr(module, "kmeans", spy)
+    m.assign_pseudo_labels(torch.device("cpu"))
+    features, kwargs = calls[0]
+    with torch.no_grad():
+        enc = copy.deepcopy(m.autoencoder.encoder).eval()
+        raw = enc(m.views.prepare(images)).numpy()
+    np.testing.assert_allclose(features, raw, rtol=1e-5, atol=1e-6)
+    assert kwargs.get("normalize", True) is False  # raw pooled latents, not L2-normalised
