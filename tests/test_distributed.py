@@ -64,6 +64,25 @@ def test_nt_xent_on_two_processes_equals_one_process_on_the_full_batch(tmp_path)
     torch.testing.assert_close(gb, b.grad, rtol=1e-4, atol=1e-6)
 
 
+def test_simclr_with_batch_norm_on_two_processes_equals_one_process_on_the_full_batch(tmp_path):
+    """Global batch-norm (SimCLR's): the statistics, loss and gradients of one process on the full batch."""
+    import _dist_workers
+
+    torch.manual_seed(0)
+    model = _dist_workers.bn_model()
+    g = torch.Generator().manual_seed(4)
+    x1, x2 = torch.randn(8, 6, generator=g), torch.randn(8, 6, generator=g) * 2 + 1
+    parts = run_case("bn_ntxent", tmp_path, state=model.state_dict(), x1=x1, x2=x2, tau=0.5)
+    z = model(torch.cat([x1, x2]))  # plain batch-norm over the whole batch
+    full = nt_xent(z[:8], z[8:], 0.5)
+    full.backward()
+    assert torch.stack([p["loss"] for p in parts]).mean().item() == pytest.approx(full.item(), rel=1e-5)
+    for i, p in enumerate(model.parameters()):  # DDP averages the processes' gradients
+        torch.testing.assert_close(sum(part["grads"][i] for part in parts) / WORLD, p.grad, rtol=1e-4, atol=1e-6)
+    for part in parts:
+        torch.testing.assert_close(part["running_mean"], model[1].running_mean, rtol=1e-5, atol=1e-6)
+
+
 def test_sinkhorn_on_two_processes_equals_one_process(tmp_path):
     scores = torch.nn.functional.normalize(torch.randn(12, 8, generator=torch.Generator().manual_seed(1)), dim=1)
     scores = scores @ torch.nn.functional.normalize(torch.randn(5, 8, generator=torch.Generator().manual_seed(2)),

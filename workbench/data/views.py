@@ -164,13 +164,13 @@ class ContrastiveViews:
             v = self.blur(v, g)
         return self.normalize(v) if normalize else v
 
-    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+    def prepare(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """Images as the network sees them without augmentation: float, resized to the view size, normalised."""
         x = images.float() / 255 if images.dtype == torch.uint8 else images
         size = self.config.size
         if x.shape[-1] != size or x.shape[-2] != size:
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        return self.normalize(x)
+        return self.normalize(x) if normalize else x
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         if self.mean is None:
@@ -181,6 +181,23 @@ class ContrastiveViews:
 
     def __call__(self, x: torch.Tensor, n: int = 2, g: torch.Generator | None = None) -> list[torch.Tensor]:
         return [self.view(x, g) for _ in range(n)]
+
+
+def translate_flip(x: torch.Tensor, g: torch.Generator, padding: int, flip_p: float = 0.5) -> torch.Tensor:
+    """torchvision's ``RandomCrop(size, padding)`` + ``RandomHorizontalFlip`` with parameters per sample, batched:
+    each image is zero-padded by ``padding`` pixels, a window of its own size is cut at a random integer offset in
+    ``[0, 2 padding]`` on each axis, and it is mirrored with probability ``flip_p``."""
+    b, c, h, w = x.shape
+    dev = x.device
+    xp = F.pad(x, (padding,) * 4)
+    oy = torch.randint(0, 2 * padding + 1, (b,), generator=g, device=dev)
+    ox = torch.randint(0, 2 * padding + 1, (b,), generator=g, device=dev)
+    rows = (oy[:, None] + torch.arange(h, device=dev))[:, None, :, None]  # (B, 1, H, 1)
+    cols = (ox[:, None] + torch.arange(w, device=dev))[:, None, None, :]  # (B, 1, 1, W)
+    out = xp[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
+             rows, cols]
+    flip = (torch.rand(b, generator=g, device=dev) < flip_p).view(b, 1, 1, 1)
+    return torch.where(flip, out.flip(-1), out)
 
 
 def image_grid(images: torch.Tensor, nrow: int, pad: int = 1) -> torch.Tensor:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from workbench.diagnostics import geometry, scores
 from workbench.diagnostics.clustering import cluster_scores, kmeans
 from workbench.diagnostics.probes import default_knn_k, knn_predict
+from workbench.nn.backbones import block_features
 
 
 class Callback:
@@ -90,12 +91,22 @@ class EpochEvaluation(Callback):
             self.evaluate(trainer)
 
     @torch.no_grad()
-    def features(self, trainer, images: torch.Tensor) -> torch.Tensor:
+    def features(self, trainer, images: torch.Tensor, block: int | None = None) -> torch.Tensor:
+        """The method's probe features h, or the pooled output of backbone block ``block``."""
         out = []
         for chunk in images.split(self.batch_size):
             x = trainer.prepare_eval_images(chunk)
-            out.append(trainer.method.features(x).float())
+            h = (trainer.method.features(x) if block is None else
+                 block_features(trainer.method.backbone, x, block))
+            out.append(h.float())
         return torch.cat(out) if out else torch.empty(0)
+
+    def knn_accuracy(self, trainer, test_feat, mem_feat) -> tuple[float, torch.Tensor, int]:
+        b = trainer.bundle
+        k = self.k or default_knn_k(b.memory.labels)
+        pred = knn_predict(test_feat, mem_feat, b.memory.labels, k=k, t=self.t,
+                           num_classes=max(b.num_classes, int(b.memory.labels.max()) + 1)).cpu()
+        return (pred == b.test.labels).float().mean().item(), pred, k
 
     def evaluate(self, trainer) -> None:
         b = trainer.bundle
@@ -106,11 +117,12 @@ class EpochEvaluation(Callback):
             labelled = b.memory.has_labels and b.test.has_labels
             result, arrays = {}, {}
             if labelled:
-                mem_feat = self.features(trainer, b.memory.images)
-                k = self.k or default_knn_k(b.memory.labels)
-                pred = knn_predict(test_feat, mem_feat, b.memory.labels, k=k, t=self.t,
-                                   num_classes=max(b.num_classes, int(b.memory.labels.max()) + 1)).cpu()
-                result.update(knn_acc=(pred == b.test.labels).float().mean().item(), knn_k=k)
+                acc, pred, k = self.knn_accuracy(trainer, test_feat, self.features(trainer, b.memory.images))
+                result.update(knn_acc=acc, knn_k=k)
+                for block in range(1, trainer.method.probe_blocks + 1):  # RotNet: the middle blocks transfer best
+                    result[f"knn_acc_block{block}"] = self.knn_accuracy(
+                        trainer, self.features(trainer, b.test.images, block),
+                        self.features(trainer, b.memory.images, block))[0]
             idx = self.probe_index
             if len(idx):
                 probe = test_feat[idx]

@@ -22,6 +22,7 @@ from workbench.engine.build import Parts, build
 from workbench.engine.callbacks import Callback
 from workbench.engine.config import RESUMABLE, TrainConfig
 from workbench.engine.device import autocast, needs_grad_scaler, resolve_device
+from workbench.nn.globalbn import convert_global_batchnorm
 from workbench.runs.store import CHECKPOINT, DB_NAME, STOP_FILE, RunReader, RunWriter
 
 ON_DEVICE_MAX_BYTES = 2 << 30  # datasets up to 2 GiB live on the training device; larger ones stream per batch
@@ -107,6 +108,8 @@ class Trainer:
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
+            if self.method.sync_batchnorm:  # positives must not share per-device batch statistics
+                convert_global_batchnorm(self.method)
             self.model = DistributedDataParallel(self.method, device_ids=[self.device.index]
                                                  if self.device.type == "cuda" else None,
                                                  find_unused_parameters=True)
@@ -252,7 +255,7 @@ class Trainer:
             local = idx[self.dist.rank::self.dist.world_size]  # this process's share of the global batch
             images = self.train_images[local.to(self.train_images.device)].to(self.device, non_blocking=True)
             with autocast(self.device, self.cfg.amp):
-                out = self.model(images, self.step, self.aug_gen)
+                out = self.model(images, self.step, self.aug_gen, index=local)
             loss = out.loss.item()
             if distributed.any_true(not math.isfinite(loss), self.device):
                 ckpt = (f"the last good checkpoint is {self.checkpoint_path} (epoch {self.epochs_done})"

@@ -23,14 +23,18 @@ import torch
 import torch.nn.functional as F
 
 
-def info_nce(q: torch.Tensor, k: torch.Tensor, negatives: torch.Tensor, tau: float):
-    """Returns ``(loss, pos (B,), neg (B, K))``; ``pos``/``neg`` are the raw scores (before dividing by tau)."""
+def info_nce(q: torch.Tensor, k: torch.Tensor, negatives: torch.Tensor, tau: float,
+             exclude: torch.Tensor | None = None):
+    """Returns ``(loss, pos (B,), neg (B, K))``; ``pos``/``neg`` are the raw scores (before dividing by tau).
+    ``exclude``, a ``(B, K)`` boolean mask, leaves those negatives out of the loss (e.g. keys of the query's own
+    image); ``neg`` still holds their scores."""
     if tau <= 0:
         raise ValueError(f"temperature tau must be > 0, got {tau}")
     q, k, negatives = q.float(), k.float(), negatives.float()
     pos = (q * k).sum(1)
     neg = q @ negatives.T
-    logits = torch.cat([pos[:, None], neg], dim=1) / tau
+    logits = torch.cat([pos[:, None], neg if exclude is None else neg.masked_fill(exclude, float("-inf"))], dim=1)
+    logits = logits / tau
     loss = F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
     return loss, pos, neg
 

@@ -52,10 +52,14 @@ class Method(nn.Module):
     name = "method"
     task = "representation"  # the kind of work (workbench.engine.task): "representation" or "lowlight"
     Options: type[MethodOptions] = MethodOptions
+    sync_batchnorm = False  # True: batch-norm is global under DDP (in-batch contrast: SimCLR, SwAV, G-SimCLR)
+    needs_index = False  # True: step() also takes ``index``, the batch's positions in the training set (MoCo)
+    probe_blocks = 0  # > 0: the evaluation also reports kNN accuracy on each backbone block (RotNet)
 
     def __init__(self, backbone: nn.Module):
         super().__init__()
         self.backbone = backbone
+        self.notes_for_first_step: list[str] = []  # what building the method decided (e.g. a capped option)
 
     @classmethod
     def from_config(cls, cfg, backbone: nn.Module, views, bundle) -> "Method":
@@ -76,9 +80,15 @@ class Method(nn.Module):
     def step(self, images: torch.Tensor, step: int, generator: torch.Generator) -> StepOutput:  # pragma: no cover
         raise NotImplementedError
 
-    def forward(self, images: torch.Tensor, step: int, generator: torch.Generator) -> StepOutput:
-        """One training step's forward pass (so DistributedDataParallel can wrap a method)."""
-        return self.step(images, step, generator)
+    def forward(self, images: torch.Tensor, step: int, generator: torch.Generator,
+                index: torch.Tensor | None = None) -> StepOutput:
+        """One training step's forward pass (so DistributedDataParallel can wrap a method). ``index``: the batch's
+        positions in the training set, passed on to methods that ask for them (``needs_index``)."""
+        out = self.step(images, step, generator, index=index) if self.needs_index else self.step(images, step,
+                                                                                                 generator)
+        if self.notes_for_first_step:
+            out.notes[:0], self.notes_for_first_step = self.notes_for_first_step, []
+        return out
 
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:

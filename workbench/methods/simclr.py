@@ -7,15 +7,19 @@ MLP, and the NT-Xent loss at temperature ``tau`` over the 2N views of the batch:
 
 Every other view in the batch is a negative. Probes use h, not z.
 
-Follows ``google-research/simclr`` (``tf2/objective.py``: ``add_contrastive_loss``; ``tf2/model.py``: the head).
-Departs: tau defaults to 0.2 (the official CIFAR-10 runs use 0.5); batch-norm is per process under DDP (the
-official code uses global batch-norm).
+Follows ``google-research/simclr`` (``tf2/objective.py``: ``add_contrastive_loss``; ``tf2/model.py``: the head;
+tau 0.5 as its CIFAR-10 runs; global batch-norm: under DDP the batch-norm layers become ``SyncBatchNorm``, so
+positives never share per-device statistics). Departs: the head has 2 layers, as SimCLR v1 (the tf2 code's default is 3, SimCLR v2).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from workbench.config import option
 
 from workbench.data.views import ContrastiveViews
 from workbench.losses.ntxent import nt_xent
@@ -23,11 +27,17 @@ from workbench.methods.base import ContrastiveOptions, Method, StepOutput
 from workbench.nn.heads import ProjectionMLP
 
 
+@dataclass
+class SimCLROptions(ContrastiveOptions):
+    tau: float = option(0.5, "temperature of NT-Xent", gt=0, note="SimCLR's CIFAR-10 0.5; ImageNet 0.1")
+
+
 class SimCLR(Method):
     name = "simclr"
-    Options = ContrastiveOptions
+    Options = SimCLROptions
+    sync_batchnorm = True
 
-    def __init__(self, backbone: nn.Module, views: ContrastiveViews, tau: float = 0.2, proj_dim: int = 128):
+    def __init__(self, backbone: nn.Module, views: ContrastiveViews, tau: float = 0.5, proj_dim: int = 128):
         super().__init__(backbone)
         self.views = views
         self.tau = tau

@@ -7,13 +7,17 @@ predicted from every other crop::
 
     L = mean over (i in large crops, v != i) of  - sum_k q_i,k log softmax(s_v / tau)_k
 
-The prototypes are frozen for the first iterations. A loss that sits at ln K means every prototype gets the same
-probability for every sample: collapse; the run's event log says so.
+The prototypes are frozen for the first iterations. When the batch is smaller than K, Sinkhorn cannot spread it
+evenly over the prototypes: a queue of the last ``swav_queue`` embeddings of each large crop (started after
+``queue_start_epoch`` epochs, used once full) is scored with the batch, and only the batch's codes are kept. A loss
+that sits at ln K means every prototype gets the same probability for every sample: collapse; the run's event log
+says so.
 
-Follows ``facebookresearch/swav`` (``main_swav.py``: the swapped prediction and ``distributed_sinkhorn``; the
-multi-crop of ``src/multicropdataset.py``). Departs: large crops at the views' scale and small crops at 0.57x the
-size at scale (0.05, 0.4) (the scripts: (0.14, 1), and 0.43x at (0.05, 0.14)); no feature queue; tau defaults to 0.2
-(the paper: 0.1).
+Follows ``facebookresearch/swav`` (``main_swav.py``: the swapped prediction, ``distributed_sinkhorn`` and the queue;
+``scripts/swav_*.sh``: tau 0.1, large crops at scale (0.14, 1), small crops 96/224 = 0.43x the size at (0.05, 0.14),
+the queue from epoch 15; ``src/multicropdataset.py``). Departs: multi-crop only from 24 px (smaller images give
+small crops of a few pixels), and without it the large crops keep the dataset's crop scale; the default queue is
+sized to the batch and K (the scripts: 3840 at batch 256, K 3000).
 """
 from __future__ import annotations
 
@@ -39,6 +43,11 @@ class SwAVOptions(ContrastiveOptions):
     small_crops: int | None = option(None, "multi-crop: 2 large views + this many small; default 2 from 24 px up, "
                                      "else 0", ge=0)
     freeze_prototypes_epochs: float = option(1.0, "epochs the prototypes stay frozen at the start", ge=0)
+    tau: float = option(0.1, "temperature of the swapped prediction", gt=0, note="the SwAV scripts' 0.1")
+    swav_queue: int | None = option(None, "embeddings per large crop kept for Sinkhorn; default: none when the "
+                                    "batch holds at least K samples, else batches enough to exceed K", ge=0,
+                                    note="the scripts: 3840 at batch 256, K 3000")
+    queue_start_epoch: float = option(15.0, "epoch from which the queue fills (used once full)", ge=0)
 
 
 class SwAV(Method):
@@ -46,14 +55,19 @@ class SwAV(Method):
     Options = SwAVOptions
 
     def __init__(self, backbone: nn.Module, views, tau: float = 0.1, proj_dim: int = 128, prototypes: int = 100,
-                 eps: float = 0.05, sinkhorn_iters: int = 3, small_crops: int = 2, freeze_prototypes_steps: int = 0):
+                 eps: float = 0.05, sinkhorn_iters: int = 3, small_crops: int = 2, freeze_prototypes_steps: int = 0,
+                 queue_length: int = 0, queue_start_step: int = 0):
         super().__init__(backbone)
         self.views, self.tau, self.eps, self.iters = views, tau, eps, sinkhorn_iters
         self.small_crops, self.freeze_steps = small_crops, freeze_prototypes_steps
         self.projector = ProjectionMLP(backbone.out_dim, backbone.out_dim, proj_dim)
         self.prototypes = nn.Linear(proj_dim, prototypes, bias=False)
         size = views.config.size
-        self.small_size = max(4, round(size * 0.57))  # 96 -> 224 in the paper; about 18 for 32 px
+        self.small_size = max(4, round(size * 96 / 224))
+        # with multi-crop, large crops as the scripts (0.14, 1); else the dataset's crop scale
+        self.large_scale = (0.14, 1.0) if small_crops else None
+        self.queue_start_step = queue_start_step
+        self.register_buffer("queue", torch.zeros(2, queue_length, proj_dim))  # newest first; zeros: not full
         self._near_ln_k = 0
 
     @classmethod
@@ -61,10 +75,13 @@ class SwAV(Method):
         steps_per_epoch = bundle.steps_per_epoch(cfg.batch_size)
         # small crops of tiny images are a few pixels of nothing: multi-crop only from 24 px up
         small = cfg.small_crops if cfg.small_crops is not None else (2 if views.config.size >= 24 else 0)
-        return cls(backbone, views, tau=cfg.tau, proj_dim=cfg.proj_dim,
-                   prototypes=cfg.prototypes or 3 * max(1, bundle.num_classes or 10), eps=cfg.swav_eps,
+        k = cfg.prototypes or 3 * max(1, bundle.num_classes or 10)
+        batch = min(cfg.batch_size, len(bundle.train)) // process_group.world_size()
+        queue = cfg.swav_queue if cfg.swav_queue is not None else (0 if batch >= k else batch * math.ceil(k / batch))
+        return cls(backbone, views, tau=cfg.tau, proj_dim=cfg.proj_dim, prototypes=k, eps=cfg.swav_eps,
                    sinkhorn_iters=cfg.sinkhorn_iters, small_crops=small,
-                   freeze_prototypes_steps=round(cfg.freeze_prototypes_epochs * steps_per_epoch))
+                   freeze_prototypes_steps=round(cfg.freeze_prototypes_epochs * steps_per_epoch),
+                   queue_length=queue, queue_start_step=round(cfg.queue_start_epoch * steps_per_epoch))
 
     def embed_views(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.projector(self.backbone(x)).float(), dim=1)
@@ -79,15 +96,28 @@ class SwAV(Method):
         c = F.normalize(self.prototypes.weight.float(), dim=1)
         return (self.embed(h) @ c.T).argmax(1)
 
+    @torch.no_grad()
+    def codes(self, crop: int, z: torch.Tensor, scores: torch.Tensor, c: torch.Tensor, step: int) -> torch.Tensor:
+        """Sinkhorn codes of one large crop's batch, with the queue's embeddings scored alongside once it is full
+        (``main_swav.py``: ``out = cat(queue @ C^T, out)``, codes ``[-bs:]``); then the batch enters the queue."""
+        n, queue = len(z), self.queue[crop] if self.queue.shape[1] else None
+        if queue is None or step < self.queue_start_step:
+            return sinkhorn_knopp(scores, self.eps, self.iters, distributed=process_group.active())
+        if bool(queue[-1].any()):  # full
+            scores = torch.cat([queue @ c.float().T, scores])
+        codes = sinkhorn_knopp(scores, self.eps, self.iters, distributed=process_group.active())[-n:]
+        queue.copy_(torch.cat([z, queue[:-n]])[: len(queue)])
+        return codes
+
     def step(self, images: torch.Tensor, step: int, generator: torch.Generator) -> StepOutput:
         with torch.no_grad():
             self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
         n = len(images)
-        large = torch.cat(self.views(images, n=2, g=generator))
+        large = torch.cat([self.views.view(images, generator, scale=self.large_scale) for _ in range(2)])
         z_large = self.embed_views(large)
         z = [z_large[:n], z_large[n:]]
         if self.small_crops:
-            small = torch.cat([self.views.view(images, generator, size=self.small_size, scale=(0.05, 0.4))
+            small = torch.cat([self.views.view(images, generator, size=self.small_size, scale=(0.05, 0.14))
                                for _ in range(self.small_crops)])
             z += list(self.embed_views(small).split(n))
         frozen = step < self.freeze_steps
@@ -95,7 +125,7 @@ class SwAV(Method):
         scores = [zi @ c.float().T for zi in z]
         losses = []
         for i in (0, 1):
-            codes = sinkhorn_knopp(scores[i].detach(), self.eps, self.iters, distributed=process_group.active())
+            codes = self.codes(i, z[i].detach(), scores[i].detach(), c.detach(), step)
             losses += [swapped_prediction(codes, scores[v], self.tau) for v in range(len(z)) if v != i]
         loss = torch.stack(losses).mean()
         k = c.shape[0]

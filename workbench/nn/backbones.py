@@ -59,6 +59,13 @@ def build_backbone(name: str, in_channels: int) -> nn.Module:
     return BACKBONES[name](in_channels=in_channels)
 
 
+def block_count(backbone: nn.Module) -> int:
+    """How many blocks :func:`block_features` can read (0 for a backbone not built here)."""
+    if isinstance(backbone, SmallConvNet):
+        return sum(isinstance(m, nn.ReLU) for m in backbone.features)
+    return 4 if isinstance(backbone, _ResNetTrunk) else 0
+
+
 def block_features(backbone: nn.Module, x: torch.Tensor, block: int) -> torch.Tensor:
     """Globally average-pooled output of block ``block`` (1-based) of a backbone built here."""
     if isinstance(backbone, SmallConvNet):

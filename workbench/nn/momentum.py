@@ -26,7 +26,9 @@ def momentum_update(online: nn.Module, target: nn.Module, m: float) -> None:
 
 class FeatureQueue(nn.Module):
     """A ring buffer of the ``size`` most recent keys (MoCo's dictionary), stored as a buffer so it is saved in
-    checkpoints. ``enqueue`` overwrites the oldest entries; ``features`` returns the filled part."""
+    checkpoints. ``enqueue`` overwrites the oldest entries; ``features`` returns the filled part. ``source`` holds,
+    for every entry, the index of the training image its key came from (-1: a random initial entry), so a method
+    can tell which negatives are really views of the query's own image."""
 
     def __init__(self, dim: int, size: int, random_init: bool = True):
         super().__init__()
@@ -36,19 +38,25 @@ class FeatureQueue(nn.Module):
         # MoCo starts from random unit vectors, so there are negatives from the first step
         init = nn.functional.normalize(torch.randn(size, dim), dim=1) if random_init else torch.zeros(size, dim)
         self.register_buffer("keys", init)
+        self.register_buffer("source", torch.full((size,), -1, dtype=torch.long))
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
         self.register_buffer("filled", torch.tensor(size if random_init else 0, dtype=torch.long))
 
     @torch.no_grad()
-    def enqueue(self, keys: torch.Tensor) -> None:
+    def enqueue(self, keys: torch.Tensor, source: torch.Tensor | None = None) -> None:
         keys = keys.detach().to(self.keys.dtype)
+        source = torch.full((len(keys),), -1, dtype=torch.long, device=keys.device) if source is None else source
         n = len(keys)
         if n > self.size:
-            keys, n = keys[-self.size:], self.size
+            keys, source, n = keys[-self.size:], source[-self.size:], self.size
         idx = (self.ptr + torch.arange(n, device=keys.device)) % self.size
         self.keys[idx] = keys
+        self.source[idx] = source.to(self.source.device)
         self.ptr.copy_((self.ptr + n) % self.size)
         self.filled.copy_(torch.clamp(self.filled + n, max=self.size))
 
     def features(self) -> torch.Tensor:
         return self.keys[: int(self.filled)] if int(self.filled) < self.size else self.keys
+
+    def sources(self) -> torch.Tensor:
+        return self.source[: int(self.filled)] if int(self.filled) < self.size else self.source
