@@ -127,6 +127,47 @@ def test_zerodce_trains_and_brightens(tmp_path):
     assert df["loss"].dropna().iloc[-1] < df["loss"].dropna().iloc[0]
 
 
+def test_zerodce_uses_the_official_optimiser_unless_overridden():
+    # Li-Chongyi/Zero-DCE, lowlight_train.py: Adam(lr 1e-4, weight_decay 1e-4), clip_grad_norm 0.1, batch 8
+    from workbench.engine.build import build
+
+    cfg = TrainConfig(method="zerodce", **DATA)
+    assert (cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.grad_clip, cfg.batch_size) == ("adam", 1e-4, 1e-4, 0.1, 8)
+    opt = build(cfg, torch.device("cpu")).optimizer
+    assert type(opt) is torch.optim.Adam  # L2 in the gradient, as torch.optim.Adam(weight_decay=...), not AdamW
+    assert opt.defaults["lr"] == 1e-4 and opt.defaults["weight_decay"] == 1e-4
+    mine = TrainConfig(method="zerodce", lr=3e-4, grad_clip=0.0, batch_size=16, optimizer="adamw")
+    assert (mine.optimizer, mine.lr, mine.weight_decay, mine.grad_clip, mine.batch_size) == (
+        "adamw", 3e-4, 1e-4, 0.0, 16)
+    for other in ("tml", "simclr"):  # everyone else keeps the generic defaults, clipping off
+        o = TrainConfig(method=other)
+        assert (o.optimizer, o.lr, o.grad_clip) == ("adamw", None, 0.0)
+    assert TrainConfig(method="zerodce").replace(method="tml").optimizer == "adamw"  # not carried to tml
+    old = {k: v for k, v in TrainConfig(method="zerodce", optimizer="adamw", lr=None, batch_size=16).to_dict().items()
+           if k != "grad_clip"}  # a run stored before these defaults: it keeps what it trained with
+    restored = TrainConfig.from_dict(old)
+    assert (restored.optimizer, restored.lr, restored.grad_clip, restored.batch_size) == ("adamw", None, 0.0, 16)
+    # conv weights N(0, 0.02) (weights_init), biases as torch's default
+    torch.manual_seed(0)
+    from workbench.lowlight.methods.zerodce import ZeroDCE
+    w = torch.cat([c.weight.flatten() for c in ZeroDCE().net.modules() if isinstance(c, torch.nn.Conv2d)])
+    assert abs(w.mean().item()) < 1e-3 and abs(w.std().item() - 0.02) < 5e-4
+
+
+def test_grad_clip_bounds_the_gradient_norm_of_a_step(tmp_path):
+    # one plain SGD step (lr 1, no momentum, no decay, no warm-up): the weights move by exactly the clipped gradient
+    from workbench.engine.build import build
+
+    kw = dict(DATA, patches=8, batch_size=8, epochs=1, optimizer="sgd", momentum=0.0, lr=1.0, weight_decay=0.0,
+              warmup_epochs=0.0, grad_clip=1e-3)
+    before = {k: v.clone() for k, v in build(TrainConfig(method="zerodce", **kw), torch.device("cpu"))
+              .method.state_dict().items()}
+    result = workbench.train(method="zerodce", runs_dir=str(tmp_path), run_name="clip", **kw)
+    after = torch.load(result.run_dir / "checkpoints" / "last.pt", map_location="cpu")["model"]
+    moved = torch.cat([(after[k] - before[k]).flatten() for k in before if before[k].is_floating_point()])
+    assert moved.norm().item() == pytest.approx(1e-3, rel=1e-3)
+
+
 def test_enhance_cli_reports_every_bad_file_and_keeps_going(tml_run, tmp_path):
     src = tmp_path / "in"
     src.mkdir()

@@ -45,8 +45,11 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
         defaults = {m: spec.default for m, spec in found}
         if len(set(map(repr, defaults.values()))) == 1:
             default = "" if s.default is None else f" (default {str(s.default).lower() if s.type is bool else s.default})"
-        else:
-            default = " (default " + ", ".join(f"{m} {d}" for m, d in defaults.items()) + ")"
+        else:  # the most common value, then the methods that differ (e.g. zerodce's own optimiser)
+            usual = max(set(map(repr, defaults.values())), key=list(map(repr, defaults.values())).count)
+            odd = ", ".join(f"{m}: {d}" for m, d in defaults.items() if repr(d) != usual)
+            common = next(d for d in defaults.values() if repr(d) == usual)
+            default = f" (default {'automatic' if common is None else common}; {odd})"
         if s.type is bool and s.default is False:
             group.add_argument(s.flag, action="store_true", default=None, help=s.help)
         elif s.type is bool:

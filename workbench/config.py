@@ -4,7 +4,9 @@ One source of truth. The CLI flags and ``--help`` (:mod:`workbench.cli`), the ap
 validation are all generated from these fields. :class:`CommonOptions` holds what every run has (data,
 optimisation, logging, device). Each task declares its own options (e.g. the backbone and probes of representation
 learning), and each method declares a small dataclass of its own next to its code, with the paper's names and
-defaults. A run's configuration composes the three (:class:`workbench.engine.config.TrainConfig`). That
+defaults. A run's configuration composes the three (:class:`workbench.engine.config.TrainConfig`). A method may
+also change the defaults of common options to its paper's (``Method.common_defaults``, e.g. Zero-DCE's optimiser):
+the CLI, the app's form and the run's stored configuration all show the method's values. That
 composition happens above the methods: this module imports no method.
 
     @dataclass
@@ -143,11 +145,13 @@ class CommonOptions(Options):
     epochs: int = option(30, "epochs to train", ge=1)
     batch_size: int | None = option(None, "the global batch; default: the task's (256 for representation "
                                     "learning, 16 for low-light)", ge=2, note="contrastive methods need negatives")
-    optimizer: str = option("adamw", "the optimiser", choices=("adamw", "sgd", "lars"))
-    lr: float | None = option(None, "peak learning rate; default: 1e-3 for adamw, 0.06 x batch/256 for sgd, "
+    optimizer: str = option("adamw", "the optimiser (adam: L2 decay added to the gradient, torch.optim.Adam)",
+                            choices=("adamw", "adam", "sgd", "lars"))
+    lr: float | None = option(None, "peak learning rate; default: 1e-3 for adamw and adam, 0.06 x batch/256 for sgd, "
                               "0.3 x batch/256 for lars", gt=0)
-    weight_decay: float | None = option(None, "weight decay; default: 1e-4 for adamw, 5e-4 for sgd, 1e-6 for lars",
-                                        ge=0)
+    weight_decay: float | None = option(None, "weight decay; default: 1e-4 for adamw and adam, 5e-4 for sgd, 1e-6 "
+                                        "for lars", ge=0)
+    grad_clip: float = option(0.0, "clip the global gradient norm to this before each step (0: off)", ge=0)
     momentum: float = option(0.9, "SGD / LARS momentum", ge=0, lt=1)
     warmup_epochs: float = option(1.0, "linear learning-rate warm-up before the cosine decay", ge=0)
     amp: bool = option(True, "mixed precision on CUDA (bf16 where supported, else fp16 with grad scaling)")
@@ -165,10 +169,10 @@ class CommonOptions(Options):
         if self.lr is not None:
             return self.lr
         batch = self.batch_size or 256
-        return {"adamw": 1e-3, "sgd": 0.06 * batch / 256, "lars": 0.3 * batch / 256}[self.optimizer]
+        return {"adamw": 1e-3, "adam": 1e-3, "sgd": 0.06 * batch / 256, "lars": 0.3 * batch / 256}[self.optimizer]
 
     @property
     def effective_weight_decay(self) -> float:
         if self.weight_decay is not None:
             return self.weight_decay
-        return {"adamw": 1e-4, "sgd": 5e-4, "lars": 1e-6}[self.optimizer]
+        return {"adamw": 1e-4, "adam": 1e-4, "sgd": 5e-4, "lars": 1e-6}[self.optimizer]

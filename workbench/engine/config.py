@@ -9,6 +9,9 @@ configurations of older versions, which held every method's options, still load 
 """
 from __future__ import annotations
 
+import dataclasses
+import typing
+from functools import lru_cache
 from typing import Any
 
 from workbench.config import CommonOptions, ConfigError, Options, Spec, specs
@@ -20,9 +23,27 @@ RESUMABLE = frozenset({"epochs", "device", "progress", "resume", "runs_dir", "ru
 
 
 def option_sets(method: str) -> tuple[type[Options], type[Options], type[Options]]:
-    """The common options, the task's and the method's, in that order."""
+    """The common options (with the method's own defaults, ``Method.common_defaults``), the task's and the
+    method's, in that order."""
     cls = method_class(method)
-    return CommonOptions, TASKS[cls.task].Options, cls.Options
+    return common_options(method), TASKS[cls.task].Options, cls.Options
+
+
+@lru_cache(maxsize=None)
+def common_options(method: str) -> type[CommonOptions]:
+    """:class:`CommonOptions` with the defaults ``method`` declares in ``common_defaults`` (its paper's optimiser,
+    batch, ...); the same class when it declares none."""
+    overrides = dict(getattr(method_class(method), "common_defaults", {}))
+    if not overrides:
+        return CommonOptions
+    hints = typing.get_type_hints(CommonOptions)
+    fields = {f.name: f for f in dataclasses.fields(CommonOptions)}
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise TypeError(f"{method}.common_defaults names {unknown}, which are not common options")
+    new = [(k, hints[k], dataclasses.field(default=v, metadata=fields[k].metadata)) for k, v in overrides.items()]
+    return dataclasses.make_dataclass(f"{method_class(method).__name__}CommonOptions", new,
+                                      bases=(CommonOptions,))
 
 
 def option_specs(method: str) -> list[Spec]:
@@ -96,6 +117,9 @@ class TrainConfig:
                 base["batch_size"] = None
             if self.common.dataset == self.task.default_dataset:
                 base["dataset"] = None
+            for k, v in getattr(method_class(base["method"]), "common_defaults", {}).items():
+                if base.get(k) == v:  # the old method's default, not a choice
+                    base.pop(k)
         return TrainConfig(**{**base, **changes})
 
     @classmethod
@@ -108,4 +132,6 @@ class TrainConfig:
         unknown = sorted(set(d) - set(everyone))
         if unknown:
             raise ConfigError(f"unknown config field(s) {unknown}; known fields: {sorted(everyone)}")
+        if "optimizer" in d and "grad_clip" not in d:  # stored (every common option) before grad_clip existed:
+            d = {**d, "grad_clip": 0.0}  # it trained without clipping, whatever its method's default is now
         return cls(**{k: v for k, v in d.items() if k in applies})

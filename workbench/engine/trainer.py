@@ -265,6 +265,9 @@ class Trainer:
                                     f"temperature (--tau).")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(out.loss).backward()
+            if self.cfg.grad_clip > 0:  # on the true gradients (unscaled), summed over processes by DDP already
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.method.parameters(), self.cfg.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             lr = self.optimizer.param_groups[0]["lr"]

@@ -12,9 +12,13 @@ trained without any reference image by four non-reference losses (weights of the
 Here it is the baseline a user would pick instead of TML: it trains on the same normal-light patches, but sees
 only their pseudo low-light versions from the degradation family (never the normal images).
 
-Follows ``Li-Chongyi/Zero-DCE`` (``model.py``: DCE-Net; ``Myloss.py``: the four losses; ``lowlight_train.py``).
-Departs: the official training clips the gradient norm at 0.1 and uses Adam lr 1e-4, weight decay 1e-4, conv
-weights N(0, 0.02), batch 8 of 256 px images; the workbench's engine uses its own optimiser settings.
+Follows ``Li-Chongyi/Zero-DCE`` (``model.py``: DCE-Net; ``Myloss.py``: the four losses; ``lowlight_train.py``: Adam
+lr 1e-4 with weight decay 1e-4 (L2, ``torch.optim.Adam``), gradient-norm clipping at 0.1, batch 8, conv weights
+N(0, 0.02)). Those are the defaults of a zerodce run (``common_defaults``: ``--optimizer``, ``--lr``,
+``--weight-decay``, ``--grad-clip``, ``--batch-size`` override them). Departs: the engine's schedule (linear warm-up
+for ``--warmup-epochs``, then cosine decay) where the official lr is constant; the training crops are
+``--patch-size`` (64) pseudo low-light patches of normal-light photos, where the official code trains on 256x256
+real under- and over-exposed images (SICE).
 """
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ class ZeroDCEOptions(MethodOptions):
 class ZeroDCE(LowLightMethod):
     name = "zerodce"
     Options = ZeroDCEOptions
+    common_defaults = dict(optimizer="adam", lr=1e-4, weight_decay=1e-4, grad_clip=0.1, batch_size=8)
 
     def __init__(self, iterations: int = 8, degradation: Degradation | None = None):
         super().__init__(degradation)

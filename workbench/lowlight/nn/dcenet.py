@@ -10,7 +10,8 @@ and the light-enhancement curve is applied once per 3-channel group ``r_k``, in 
     LE_0 = x,   LE_k = LE_{k-1} + r_k (LE_{k-1}^2 - LE_{k-1})
 
 With 32 channels and n = 8 the net has 79,416 parameters (the paper's). The input is an image in [0, 1] (no
-normalisation inside); for x in [0, 1] every LE_k stays in [0, 1].
+normalisation inside); for x in [0, 1] every LE_k stays in [0, 1]. Conv weights start from N(0, 0.02) as the
+official ``weights_init`` (``Li-Chongyi/Zero-DCE``, ``lowlight_train.py``) sets them; biases keep torch's default.
 """
 from __future__ import annotations
 
@@ -40,6 +41,9 @@ class DCENet(nn.Module):
         self.conv5, self.conv6 = conv(2 * channels, channels), conv(2 * channels, channels)
         self.conv7 = conv(2 * channels, 3 * iterations)
         self.relu = nn.ReLU(inplace=True)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, 0.0, 0.02)
 
     def curves(self, x: torch.Tensor) -> torch.Tensor:
         x1 = self.relu(self.conv1(x))
