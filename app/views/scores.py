@@ -24,7 +24,9 @@ def show(name: str, compare: list[str]) -> None:
         return
     with reader:
         status_line(reader)
-        tau = (reader.config or {}).get("tau")
+        meta = reader.meta
+        config = meta.get("config") or {}
+        tau, momentum, total_steps = config.get("tau"), config.get("moco_momentum"), meta.get("total_steps")
     pos, neg = f.histograms("pos"), f.histograms("neg")
     if not len(pos.steps):
         st.info("No score histogram logged yet: the first comes at step 1, then every `log_every` steps.")
@@ -39,7 +41,7 @@ def show(name: str, compare: list[str]) -> None:
     with c2:
         st.markdown("**Reading the shapes**")
         for level, msg in interpret_scores(last["pos_mean"], last["neg_mean"], last["neg_var"], tau,
-                                           first.iloc[0] if len(first) else None):
+                                           first.iloc[0] if len(first) else None, momentum, total_steps):
             getattr(st, level)(msg)
     h1, h2 = st.columns(2)
     h1.plotly_chart(charts.score_heatmap(pos, "positive scores over time", "Blues"), width="stretch", key="hpos")

@@ -63,8 +63,29 @@ def score_summary(pos: torch.Tensor, neg: torch.Tensor, bins: int = 100) -> tupl
     return scalars, hists
 
 
+def momentum_horizon_hint(momentum: float | None, total_steps: int | None) -> tuple[str, str] | None:
+    """A reading for MoCo-style runs whose key encoder is slow compared with the run.
+
+    The EMA ``theta_k <- m theta_k + (1 - m) theta_q`` averages the query encoder over about ``1 / (1 - m)`` steps.
+    When that is a large share of the run (here: 20% or more), the keys in the queue come from an encoder that still
+    resembles the randomly initialised one for much of it, whose outputs all point into one narrow cone, so the
+    negatives' mean score stays high whatever the queue size.
+    """
+    if momentum is None or not total_steps or momentum >= 1:
+        return None
+    horizon = 1.0 / (1.0 - momentum)
+    if horizon < 0.2 * total_steps:
+        return None
+    return ("info", f"The key encoder averages the last ~{horizon:,.0f} steps (1 / (1 - m), m = {momentum:g}): "
+                    f"{horizon / total_steps:.0%} of this run's {total_steps:,} steps. Its keys, the negatives, lag "
+                    "the query encoder and stay close to the random network's outputs, which crowd in one cone: a "
+                    "high neg_mean here is that lag, not a failure. Train longer, or lower m (e.g. 0.9) for short "
+                    "runs.")
+
+
 def interpret_scores(pos_mean: float, neg_mean: float, neg_var: float, tau: float | None = None,
-                     first_pos_mean: float | None = None) -> list[tuple[str, str]]:
+                     first_pos_mean: float | None = None, momentum: float | None = None,
+                     total_steps: int | None = None) -> list[tuple[str, str]]:
     """Plain-language readings of the pos/neg statistics at one step, as ``(level, message)`` pairs.
 
     The thresholds are rules of thumb drawn from the curves in Zhu et al. (2021) and Wang & Liu (2021): healthy
@@ -89,6 +110,9 @@ def interpret_scores(pos_mean: float, neg_mean: float, neg_var: float, tau: floa
     if pos_mean - neg_mean > 0.5 and neg_mean < 0.2:
         out.append(("success", f"Positives ({pos_mean:.2f}) are well separated from negatives ({neg_mean:.2f}): "
                                "the views of an image agree while other images stay spread out."))
+    hint = momentum_horizon_hint(momentum, total_steps)
+    if hint is not None:
+        out.append(hint)
     if tau is not None:
         out.append(("info", f"Temperature tau = {tau:g}. Each negative's share of the gradient is proportional to "
                             f"exp(s/tau): at small tau the right tail of the negative histogram (the hardest "
