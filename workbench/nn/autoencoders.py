@@ -34,3 +34,53 @@ class ConvAutoencoder(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(x)
         return h, self.decoder(h)
+
+
+def dropout_mask(x: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Inverted dropout of ``x`` at rate ``p`` drawn from ``generator`` (reproducible, unlike ``F.dropout``)."""
+    if p <= 0:
+        return x
+    keep = torch.rand(x.shape, generator=generator, device=x.device) >= p
+    return x * keep.to(x.dtype) / (1 - p)
+
+
+def encode_blocks(encoder: SmallConvNet, x: torch.Tensor, dropouts: tuple[float, ...] = (),
+                  generator: torch.Generator | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The output of every conv block (after its ReLU) of a :class:`SmallConvNet` and the pooled h.
+
+    ``dropouts[0]`` drops input pixels, ``dropouts[l]`` the output of block l (DEPICT's corrupted path); the
+    clean path is ``dropouts=()``."""
+    rates = list(dropouts) + [0.0] * (len(encoder.features) + 1)
+    h, blocks = dropout_mask(x, rates[0], generator), []
+    for layer in encoder.features:
+        h = layer(h)
+        if isinstance(layer, nn.ReLU):
+            blocks.append(h)
+            h = dropout_mask(h, rates[len(blocks)], generator)
+    return blocks, encoder.pool(h).flatten(1)
+
+
+class LayerwiseDecoder(nn.Module):
+    """Mirror of a :class:`SmallConvNet`: an embedding ``z`` -> the last block's map (a linear layer) -> each earlier
+    block's map (2x2 stride-2 transposed convs, cropped to the encoder's sizes) -> the pixels (a 3x3 conv).
+
+    ``forward(z, shapes)`` returns ``[x_hat, d_1, ..., d_L]``: ``d_l`` is the reconstruction of block l's output and
+    ``shapes`` the encoder's block shapes ``(C, H, W)`` for l = 1..L plus the input's."""
+
+    def __init__(self, in_dim: int, in_channels: int, widths: tuple[int, ...] = (32, 64, 128, 256),
+                 last_hw: tuple[int, int] = (4, 4)):
+        super().__init__()
+        self.fc = nn.Linear(in_dim, widths[-1] * last_hw[0] * last_hw[1])
+        self.up = nn.ModuleList(nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2)
+                                for i in reversed(range(len(widths) - 1)))
+        self.out = nn.Conv2d(widths[0], in_channels, 3, padding=1)
+        self.act = nn.LeakyReLU(0.01)
+
+    def forward(self, z: torch.Tensor, shapes: list[tuple[int, int, int]]) -> list[torch.Tensor]:
+        *blocks, image = shapes
+        d = self.act(self.fc(z)).view(len(z), *blocks[-1])
+        recs = [d]
+        for up, (_, hgt, wid) in zip(self.up, reversed(blocks[:-1])):
+            d = self.act(up(d))[..., :hgt, :wid]
+            recs.append(d)
+        return [self.out(d)[..., : image[1], : image[2]]] + recs[::-1]
