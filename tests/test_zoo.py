@@ -195,19 +195,6 @@ def test_depict_target_matches_its_formula_and_balances_clusters():
     assert depict_target(skewed)[:, 0].mean() < skewed[:, 0].mean()
 
 
-def test_gsimclr_batches_never_hold_two_images_of_one_pseudo_cluster():
-    from workbench.methods.gsimclr import one_per_cluster_batches
-
-    g = torch.Generator().manual_seed(0)
-    labels = torch.randint(0, 16, (500,), generator=g)
-    labels[:16] = torch.arange(16)  # every cluster non-empty, sizes unequal
-    batches = one_per_cluster_batches(labels, steps=40, generator=g)
-    assert batches.shape == (40, 16)
-    for b in batches:
-        assert sorted(labels[b].tolist()) == list(range(16))  # exactly one per cluster
-    assert len(set(batches.flatten().tolist())) > 300  # and not the same images every time
-
-
 @pytest.mark.slow
 def test_gsimclr_learns(quick):
     init, trained, _ = _learning(quick, "gsimclr")

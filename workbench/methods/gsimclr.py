@@ -3,8 +3,8 @@
 
 Stage 1 trains a denoising conv autoencoder (Gaussian noise of standard deviation 0.01 on the [0, 1] input,
 reconstruction loss). Its pooled latent, as it is (not normalised), is clustered by k-means with
-``n_clusters = batch size``, giving each image a pseudo label. Stage 2 is SimCLR (NT-Xent at tau; the paper uses
-0.1) on batches that hold at most one image per pseudo-cluster, so that images likely to be of the same class are
+``n_clusters = batch size``, giving each image a pseudo label. Stage 2 is SimCLR (NT-Xent at tau, the paper's 0.1)
+on batches that hold at most one image per pseudo-cluster, so that images likely to be of the same class are
 never pushed apart as negatives. The epoch's order is the within-cluster rank::
 
     rank(i) = position of image i within its pseudo-cluster;   order = images sorted by (rank, cluster)
@@ -16,8 +16,7 @@ logs the fraction of the training set an epoch shows: 1.0 when the batches hold 
 
 Follows ``sayakpaul/G-SimCLR`` (``Autoencoder.ipynb``, ``SimCLR_Pseudo_Labels_Training.ipynb``). Departs: the ranks
 within a cluster, and the order of the clusters within a rank, are drawn at random every epoch (officially ranked
-by image index, the same order every epoch); the autoencoder is the workbench's conv encoder with an MLP decoder;
-tau defaults to 0.2 (the paper: 0.1).
+by image index, the same order every epoch); the autoencoder is the workbench's conv encoder with an MLP decoder.
 """
 from __future__ import annotations
 
@@ -51,6 +50,7 @@ def rank_order_batches(labels: torch.Tensor, steps: int, batch_size: int, genera
 
 @dataclass
 class GSimCLROptions(ContrastiveOptions):
+    tau: float = option(0.1, "temperature of NT-Xent", gt=0, note="the G-SimCLR paper's 0.1")
     pretrain_epochs: float = option(5.0, "epochs of the denoising autoencoder (stage 1) before SimCLR", ge=0)
 
 
