@@ -167,7 +167,9 @@ def test_moco_learns(quick):
 
 @pytest.mark.slow
 def test_swav_learns_and_its_clusters_beat_chance(quick):
-    init, trained, last = _learning(quick, "swav")
+    # tau 0.2: with 8 px digits and K = 30 the scripts' 0.1 (the default) learns little in 30 epochs (kNN 0.914 from
+    # 0.906 at random init, against 0.942 at 0.2, measured at this commit); the README says so
+    init, trained, last = _learning(quick, "swav", tau=0.2)
     assert trained >= init + 0.02
     assert last["cluster_nmi"] > 0.4  # 30 prototypes vs 10 classes: chance NMI is near 0
     assert last["prototype_usage"] > 0.5  # no collapse onto a few prototypes
