@@ -114,14 +114,14 @@ def test_score_interpretation_flags_collapse_and_easy_positives():
     assert any("barely" in msg for _, msg in frozen)
 
 
-def test_a_slow_key_encoder_is_explained_when_its_horizon_is_a_large_share_of_the_run():
+def test_a_short_moco_run_with_crowded_negatives_is_explained():
     from workbench.diagnostics.scores import interpret_scores
 
-    short = interpret_scores(0.6, 0.35, 0.03, momentum=0.99, total_steps=150)  # 100-step horizon, 67% of the run
-    assert any(level == "info" and "~100 steps" in msg and "67%" in msg for level, msg in short)
-    for m, steps in ((0.9, 150), (0.99, 10_000), (None, 150), (1.0, 150)):  # 10 / 150, 100 / 10k: no hint
-        assert not any("key encoder averages" in msg for _, msg in interpret_scores(0.6, 0.35, 0.03, momentum=m,
-                                                                                       total_steps=steps))
+    short = interpret_scores(0.6, 0.31, 0.03, momentum=0.99, total_steps=150)
+    assert any(level == "info" and "momentum encoder" in msg and "150 steps" in msg for level, msg in short)
+    for m, neg, steps in ((0.99, 0.1, 150), (0.99, 0.31, 5000), (None, 0.31, 150)):  # spread, long, not MoCo
+        assert not any("momentum encoder" in msg for _, msg in interpret_scores(0.6, neg, 0.03, momentum=m,
+                                                                                  total_steps=steps))
 
 
 def test_uniformity_reference_matches_published_values_and_sampling():

@@ -63,24 +63,23 @@ def score_summary(pos: torch.Tensor, neg: torch.Tensor, bins: int = 100) -> tupl
     return scalars, hists
 
 
-def momentum_horizon_hint(momentum: float | None, total_steps: int | None) -> tuple[str, str] | None:
-    """A reading for MoCo-style runs whose key encoder is slow compared with the run.
+SHORT_MOCO_RUN = 1000  # steps; below this a MoCo run's negatives have rarely spread out yet (see below)
 
-    The EMA ``theta_k <- m theta_k + (1 - m) theta_q`` averages the query encoder over about ``1 / (1 - m)`` steps.
-    When that is a large share of the run (here: 20% or more), the keys in the queue come from an encoder that still
-    resembles the randomly initialised one for much of it, whose outputs all point into one narrow cone, so the
-    negatives' mean score stays high whatever the queue size.
+
+def queue_negatives_hint(momentum: float | None, neg_mean: float, total_steps: int | None) -> tuple[str, str] | None:
+    """A reading for short MoCo-style runs whose negatives are still similar.
+
+    Measured on digits (tau 0.07, m 0.99, AdamW, cosine schedule): every method's ``neg_mean`` first rises (the random
+    network's outputs start in one cone, ~0.3-0.4, and the first steps narrow it to ~0.6 by step 10), then falls.
+    SimCLR reaches 0.15 by step 150; MoCo only 0.31, because its negatives are keys of the momentum encoder that
+    receive no gradient and spread only as the encoder drifts; trained for 500 steps MoCo reaches 0.10. The
+    momentum is not the cause: m = 0.9 ends higher (0.43), and the queue size makes no difference.
     """
-    if momentum is None or not total_steps or momentum >= 1:
+    if momentum is None or neg_mean <= 0.25 or not total_steps or total_steps >= SHORT_MOCO_RUN:
         return None
-    horizon = 1.0 / (1.0 - momentum)
-    if horizon < 0.2 * total_steps:
-        return None
-    return ("info", f"The key encoder averages the last ~{horizon:,.0f} steps (1 / (1 - m), m = {momentum:g}): "
-                    f"{horizon / total_steps:.0%} of this run's {total_steps:,} steps. Its keys, the negatives, lag "
-                    "the query encoder and stay close to the random network's outputs, which crowd in one cone: a "
-                    "high neg_mean here is that lag, not a failure. Train longer, or lower m (e.g. 0.9) for short "
-                    "runs.")
+    return ("info", f"MoCo's negatives are keys from the momentum encoder: they get no gradient and spread out more "
+                    f"slowly than SimCLR's in-batch negatives, so neg_mean ({neg_mean:.2f}) stays high in a short run "
+                    f"({total_steps:,} steps). Train for more steps; a lower momentum m does not fix it.")
 
 
 def interpret_scores(pos_mean: float, neg_mean: float, neg_var: float, tau: float | None = None,
@@ -110,7 +109,7 @@ def interpret_scores(pos_mean: float, neg_mean: float, neg_var: float, tau: floa
     if pos_mean - neg_mean > 0.5 and neg_mean < 0.2:
         out.append(("success", f"Positives ({pos_mean:.2f}) are well separated from negatives ({neg_mean:.2f}): "
                                "the views of an image agree while other images stay spread out."))
-    hint = momentum_horizon_hint(momentum, total_steps)
+    hint = queue_negatives_hint(momentum, neg_mean, total_steps)
     if hint is not None:
         out.append(hint)
     if tau is not None:
