@@ -91,7 +91,7 @@ class Result:
 
     @property
     def rate_median(self) -> float:
-        return median(self.step_rates)
+        return median(self.step_rates) if self.step_rates else float("nan")
 
     @property
     def rate_overall(self) -> float:
@@ -128,12 +128,12 @@ def evaluate(backbone: nn.Module, bundle, assign=None) -> dict:
     labels = bundle.test.labels.numpy()
     out = {"knn_acc": knn_accuracy(test, bundle.test.labels, mem, bundle.memory.labels, k=KNN_K, t=KNN_T)}
     km = cluster_scores(labels, kmeans(test.numpy(), bundle.num_classes or 10, seed=0))
-    out.update(kmeans_acc=km.acc, kmeans_nmi=km.nmi)
+    out.update(kmeans_acc=km.acc, kmeans_nmi=km.nmi, kmeans_ari=km.ari)
     codes = assign(test) if assign is not None else None
     if codes is not None:
         codes = codes.cpu().numpy()
         cs = cluster_scores(labels, codes)
-        out.update(cluster_acc=cs.acc, cluster_nmi=cs.nmi, clusters_used=len(set(codes.tolist())))
+        out.update(cluster_acc=cs.acc, cluster_nmi=cs.nmi, cluster_ari=cs.ari, clusters_used=len(set(codes.tolist())))
     out["eval_s"] = time.perf_counter() - t0
     return out
 
@@ -161,7 +161,7 @@ def run_workbench(method: str, args, runs_dir: str, reference: nn.Module) -> tup
     from workbench.runs.store import RunReader
 
     res = Result(f"workbench {method}", load_start=load1())
-    cfg = TrainConfig(method=method, dataset="fashion-mnist", backbone="convnet", device="cpu", subset=args.subset,
+    cfg = TrainConfig(method=method, dataset=args.dataset, backbone="convnet", device="cpu", subset=args.subset,
                       epochs=args.epochs, batch_size=BATCH, optimizer="adamw", lr=LR, weight_decay=WD, seed=SEED,
                       progress=False, runs_dir=runs_dir, run_name=method)
     budget = Budget(args.budget)
@@ -354,12 +354,13 @@ def row(r: Result) -> list:
     m = r.metrics
     return [r.name, f"{r.epochs:.1f}", r.steps, fmt(r.rate_median, ",.0f"), fmt(r.rate_overall, ",.0f"),
             fmt(r.last_loss, ".3f"), fmt(m.get("knn_acc"), ".2%"), fmt(m.get("kmeans_acc"), ".2%"),
-            fmt(m.get("kmeans_nmi"), ".3f"), fmt(m.get("cluster_acc"), ".2%"), fmt(m.get("cluster_nmi"), ".3f"),
-            f"{r.load_start:.2f}", r.notes]
+            fmt(m.get("kmeans_nmi"), ".3f"), fmt(m.get("kmeans_ari"), ".3f"), fmt(m.get("cluster_acc"), ".2%"),
+            fmt(m.get("cluster_nmi"), ".3f"), fmt(m.get("cluster_ari"), ".3f"), f"{r.load_start:.2f}", r.notes]
 
 
 HEADERS = ["contender", "epochs", "steps", "img/s (median step)", "img/s (overall)", "last loss", "kNN acc",
-           "k-means ACC", "k-means NMI", "cluster ACC", "cluster NMI", "load at start", "notes"]
+           "k-means ACC", "k-means NMI", "k-means ARI", "cluster ACC", "cluster NMI", "cluster ARI", "load at start",
+           "notes"]
 
 
 def head_to_head(results: dict[str, Result]) -> str:
@@ -395,6 +396,8 @@ def main(argv=None) -> str:
                                                            "the budget normally stops training long before")
     p.add_argument("--quick", action="store_true", help="budget 20 s and subset 2000 (for development)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "digits"),
+                   help="the data (default fashion-mnist; digits: 8x8, the subset is the whole training split)")
     args = p.parse_args(argv)
     args.budget = args.budget if args.budget is not None else (20.0 if args.quick else 120.0)
     args.subset = args.subset if args.subset is not None else (2000 if args.quick else 10000)
@@ -426,15 +429,18 @@ def main(argv=None) -> str:
         if bundle is None:  # no workbench method ran: the same subset the engine would draw
             from workbench.data import load_dataset
 
-            bundle = load_dataset("fashion-mnist").with_train_subset(args.subset, seed=SEED)
+            bundle = load_dataset(args.dataset).with_train_subset(args.subset, seed=SEED)
         for method in [m for m in LIGHTLY_METHODS if m in methods]:
             report(run_lightly(method, args, bundle, reference))
             gc.collect()
+    if bundle is not None:  # the baselines every method should beat, on the same test split
+        results["raw pixels"] = Result("raw pixels", status="baseline", metrics=evaluate(nn.Flatten(), bundle))
+        results["random init"] = Result("random init", status="baseline", metrics=evaluate(reference, bundle))
     load_end = os.getloadavg()
 
-    wb = [row(r) for n, r in results.items() if n.startswith("workbench")]
+    wb = [row(r) for n, r in results.items() if not n.startswith("lightly")]
     lt = [row(r) for n, r in results.items() if n.startswith("lightly")]
-    text = (f"### Method zoo on Fashion-MNIST 28x28, CPU: {args.budget:.0f} s of training per contender "
+    text = (f"### Method zoo on {args.dataset}, CPU: {args.budget:.0f} s of training per contender "
             f"({len(bundle.train)} train images, batch {BATCH}, SmallConvNet, AdamW lr {LR:g} wd {WD:g})\n\n"
             + markdown_table(HEADERS, wb + lt))
     h2h = head_to_head(results)
