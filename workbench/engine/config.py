@@ -33,7 +33,7 @@ def option_sets(method: str) -> tuple[type[Options], type[Options], type[Options
 def common_options(method: str) -> type[CommonOptions]:
     """:class:`CommonOptions` with the defaults ``method`` declares in ``common_defaults`` (its paper's optimiser,
     batch, ...); the same class when it declares none."""
-    overrides = dict(getattr(method_class(method), "common_defaults", {}))
+    overrides = dict(method_class(method).common_defaults)
     if not overrides:
         return CommonOptions
     hints = typing.get_type_hints(CommonOptions)
@@ -117,7 +117,7 @@ class TrainConfig:
                 base["batch_size"] = None
             if self.common.dataset == self.task.default_dataset:
                 base["dataset"] = None
-            for k, v in getattr(method_class(base["method"]), "common_defaults", {}).items():
+            for k, v in method_class(base["method"]).common_defaults.items():
                 if base.get(k) == v:  # the old method's default, not a choice
                     base.pop(k)
         return TrainConfig(**{**base, **changes})

@@ -55,6 +55,7 @@ class Method(nn.Module):
     sync_batchnorm = False  # True: batch-norm is global under DDP (in-batch contrast: SimCLR, SwAV, G-SimCLR)
     needs_index = False  # True: step() also takes ``index``, the batch's positions in the training set (MoCo)
     probe_blocks = 0  # > 0: the evaluation also reports kNN accuracy on each backbone block (RotNet)
+    common_defaults: dict = {}  # the paper's values of common options (optimizer, lr, batch_size, ...): Zero-DCE
 
     def __init__(self, backbone: nn.Module):
         super().__init__()

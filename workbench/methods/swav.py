@@ -53,6 +53,7 @@ class SwAVOptions(ContrastiveOptions):
 class SwAV(Method):
     name = "swav"
     Options = SwAVOptions
+    sync_batchnorm = True  # the scripts' --sync_bn: positives must not share per-device batch statistics
 
     def __init__(self, backbone: nn.Module, views, tau: float = 0.1, proj_dim: int = 128, prototypes: int = 100,
                  eps: float = 0.05, sinkhorn_iters: int = 3, small_crops: int = 2, freeze_prototypes_steps: int = 0,
