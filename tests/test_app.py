@@ -155,6 +155,20 @@ def test_curves_page_overlays_several_runs(good_dir, trained_run):
     assert any(s.get("type") == "line" for s in collapse["layout"].get("shapes", []))  # the 1/sqrt(d) level
 
 
+def test_curves_page_draws_the_method_specific_curves_only_where_logged(tmp_path):
+    w = RunWriter(tmp_path / "rot", {"method": "rotnet", "dataset": "digits"})
+    for step in (1, 2):
+        w.log(step, {"loss": 1.0 / step, "rotation_acc": 0.3 * step, "knn_acc_block1": 0.7, "knn_acc_block3": 0.9})
+    w.close("finished")
+    at = app_on(tmp_path, "views/curves.py")
+    assert not at.exception
+    figs = specs(at)
+    assert "RotNet: rotation accuracy (the pretext task)" in figs
+    blocks = figs["kNN accuracy of each backbone block"]["data"]
+    assert [t["name"] for t in blocks] == ["rot · block 1", "rot · block 3"]
+    assert not any(title.startswith("MoCo") or title.startswith("DEPICT") for title in figs)
+
+
 def test_embeddings_page_pca_and_colourings(good_dir):
     at = app_on(good_dir, "views/embeddings.py")
     assert not at.exception

@@ -22,6 +22,12 @@ GROUPS = [
     ("effective_rank", "effective rank of the embedding batch", None),
     ("tolerance", "tolerance (same-class similarity, probe set)", None),
     ("kmeans_nmi", "k-means NMI on the probe set", None),
+    # shown only for the methods that log them
+    ("rotation_acc", "RotNet: rotation accuracy (the pretext task)", None),
+    ("queue_self_frac", "MoCo: queries that met a key of their own image", None),
+    ("queue_same_label_frac", "MoCo: queue entries of the query's class (false negatives)", None),
+    ("epoch_coverage", "G-SimCLR: fraction of the images an epoch shows", None),
+    ("target_change", "DEPICT: change of the epoch's target (MSE; stops below 1e-7)", None),
 ]
 
 
@@ -50,6 +56,11 @@ def show(names: list[str]) -> None:
                              else {f"uniform on the sphere, d={d}": uniformity_reference(d)})
         fig = charts.overlay(frames, key, title, smoothing if key in ("loss", "img_per_s") else 0.0, reference)
         cols[i % 2].plotly_chart(fig, width="stretch", key=f"curve-{key}")
+    blocks = {f"{n} · block {c[len('knn_acc_block'):]}": df.rename(columns={c: "knn_block"})
+              for n, df in frames.items() for c in df.columns if c.startswith("knn_acc_block")}
+    if blocks:  # RotNet: the middle blocks transfer best
+        st.plotly_chart(charts.overlay(blocks, "knn_block", "kNN accuracy of each backbone block"), width="stretch",
+                        key="curve-blocks")
 
 
 if names:
