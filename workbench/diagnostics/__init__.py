@@ -1,7 +1,7 @@
 """Diagnostics computed from embeddings: similarity scores, geometry, probes."""
 from workbench.diagnostics.scores import in_batch_scores, score_histogram, score_summary
 from workbench.diagnostics.geometry import alignment, uniformity, collapse_std, effective_rank, tolerance
-from workbench.diagnostics.probes import knn_predict, knn_accuracy, default_knn_k
+from workbench.diagnostics.knn import knn_predict, knn_accuracy, default_knn_k
 
 __all__ = [
     "in_batch_scores", "score_histogram", "score_summary",

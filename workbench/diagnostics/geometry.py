@@ -7,6 +7,8 @@ import math
 
 import torch
 
+from workbench.diagnostics.spectrum import rankme
+
 
 def alignment(z1: torch.Tensor, z2: torch.Tensor, alpha: float = 2.0) -> float:
     """``L_align = E ||z1 - z2||^alpha`` over positive pairs (0 = views map to the same point)."""
@@ -47,13 +49,10 @@ def collapse_std(z: torch.Tensor) -> float:
 
 
 def effective_rank(z: torch.Tensor, eps: float = 1e-12) -> float:
-    """Effective rank (Roy & Vetterli, 2007; RankMe): ``exp(-sum_k p_k log p_k)``, ``p = sigma / ||sigma||_1``.
-
-    Ranges from 1 (everything on one direction) to ``min(N, d)`` (dimensional collapse shows as a low value).
-    """
-    s = torch.linalg.svdvals(z.float())
-    p = s / s.sum().clamp_min(eps) + eps
-    return torch.exp(-(p * p.log()).sum()).item()
+    """Effective rank (Roy & Vetterli, 2007): RankMe (:func:`workbench.diagnostics.spectrum.rankme`) with a
+    negligible ``eps``. Ranges from 1 (everything on one direction) to ``min(N, d)``; the live diagnostics compute
+    it on each logged batch of embeddings z, the evaluation on the whole probe set's features."""
+    return rankme(z, eps)
 
 
 def tolerance(z: torch.Tensor, labels: torch.Tensor) -> float:

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from workbench.diagnostics import geometry, scores
 from workbench.diagnostics.clustering import cluster_scores, kmeans
-from workbench.diagnostics.probes import default_knn_k, knn_predict
-from workbench.nn.backbones import block_features
+from workbench.diagnostics.knn import default_knn_k, knn_predict
+from workbench.engine.features import extract_features
 
 
 class Callback:
@@ -90,16 +90,9 @@ class EpochEvaluation(Callback):
         if (trainer.epoch + 1) % self.every == 0 or trainer.epoch + 1 == trainer.cfg.epochs:
             self.evaluate(trainer)
 
-    @torch.no_grad()
     def features(self, trainer, images: torch.Tensor, block: int | None = None) -> torch.Tensor:
         """The method's probe features h, or the pooled output of backbone block ``block``."""
-        out = []
-        for chunk in images.split(self.batch_size):
-            x = trainer.prepare_eval_images(chunk)
-            h = (trainer.method.features(x) if block is None else
-                 block_features(trainer.method.backbone, x, block))
-            out.append(h.float())
-        return torch.cat(out) if out else torch.empty(0)
+        return extract_features(trainer.method, images, trainer.device, block, self.batch_size)
 
     def knn_accuracy(self, trainer, test_feat, mem_feat) -> tuple[float, torch.Tensor, int]:
         b = trainer.bundle

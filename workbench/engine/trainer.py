@@ -123,10 +123,6 @@ class Trainer:
         self.bar = None
 
     # ------------------------------------------------------------------ helpers used by callbacks
-    def prepare_eval_images(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 images -> normalised float at the training view size, on the device (no augmentation)."""
-        return self.method.views.prepare(images.to(self.device, non_blocking=True))
-
     def flush(self) -> None:
         """Write what the step's callbacks collected, in one transaction."""
         if self.dist.is_main and (self.pending["scalars"] or self.pending["histograms"]):

@@ -79,7 +79,26 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 class RunWriter:
-    """The single writer of a run (the training process, rank 0)."""
+    """The single writer of a run (the training process, rank 0).
+
+    ``RunWriter.annotate(run_dir)`` opens an existing run to add results to it (``workbench eval``) without
+    claiming it: its status, process id, step and heartbeat stay those of the training process."""
+
+    claims = True
+
+    @classmethod
+    def annotate(cls, run_dir: str | os.PathLike) -> "RunWriter":
+        if not (Path(run_dir) / DB_NAME).exists():
+            raise RunStoreError(f"{run_dir} is not a run directory (no {DB_NAME})")
+        writer = cls.__new__(cls)
+        writer.claims = False
+        writer.run_dir = Path(run_dir)
+        (writer.run_dir / "artifacts").mkdir(exist_ok=True)
+        writer.path = writer.run_dir / DB_NAME
+        writer._con = _connect(writer.path, readonly=False)
+        writer._lock = threading.Lock()
+        writer._stop, writer._beat = threading.Event(), None
+        return writer
 
     def __init__(self, run_dir: str | os.PathLike, meta: dict | None = None, heartbeat_s: float = HEARTBEAT_S):
         self.run_dir = Path(run_dir)
@@ -147,8 +166,9 @@ class RunWriter:
                                       "step = excluded.step, value = excluded.value WHERE excluded.step >= step",
                                       [(k, st, v) for st, k, v in srows])
                 self._con.executemany("INSERT OR REPLACE INTO histograms VALUES (?, ?, ?, ?, ?, ?, ?)", hrows)
-                self._con.execute("INSERT OR REPLACE INTO meta VALUES ('step', ?), ('heartbeat', ?)",
-                                  (json.dumps(step), json.dumps(time.time())))
+                if self.claims:  # an annotating writer (workbench eval) leaves the run's progress alone
+                    self._con.execute("INSERT OR REPLACE INTO meta VALUES ('step', ?), ('heartbeat', ?)",
+                                      (json.dumps(step), json.dumps(time.time())))
                 self._con.execute("COMMIT")
             except BaseException:
                 if self._con.in_transaction:  # an interrupt right after COMMIT must not turn into a rollback error
@@ -185,7 +205,8 @@ class RunWriter:
 
     def close(self, status: str | None = None, error: str = "") -> None:
         self._stop.set()
-        self._beat.join(timeout=5)
+        if self._beat is not None:
+            self._beat.join(timeout=5)
         if status:
             self.set_status(status, error)
         with self._lock:
