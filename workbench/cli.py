@@ -1,4 +1,4 @@
-"""Command line: ``workbench train | runs | app | demo | enhance | bench | datasets``."""
+"""Command line: ``workbench train | runs | app | demo | enhance | eval | bench | datasets``."""
 from __future__ import annotations
 
 import argparse
@@ -198,9 +198,7 @@ def cmd_enhance(args) -> int:
     from workbench.data.imageio import ImageReadError
     from workbench.lowlight.enhance import enhance_files, load_enhancer
 
-    run = Path(args.run)
-    if not run.exists() and not run.is_absolute():
-        run = Path(args.runs_dir) / args.run
+    run = _resolve_run(args.run, args.runs_dir)
     try:
         method = load_enhancer(run, args.device)
         written, failed = enhance_files(method, args.source, args.out, max_pixels=args.max_pixels)
@@ -213,6 +211,38 @@ def cmd_enhance(args) -> int:
         print(f"workbench enhance: skipped {path}: {why}", file=sys.stderr)
     print(f"{len(written)} enhanced into {args.out}/, {len(failed)} failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _resolve_run(run: str, runs_dir: str) -> Path:
+    """A run directory, or a run name under ``runs_dir``."""
+    path = Path(run)
+    return path if path.exists() or path.is_absolute() else Path(runs_dir) / run
+
+
+def cmd_eval(args) -> int:
+    from workbench.data.registry import DatasetUnavailable
+    from workbench.engine.evaluate import evaluate_run
+    from workbench.runs.store import RunStoreError
+
+    run = _resolve_run(args.run, args.runs_dir)
+    try:
+        result = evaluate_run(run, args.probes, args.checkpoint, args.device, draws=args.draws,
+                              episodes=args.episodes, seed=args.seed, write=not args.no_write)
+    except (ConfigError, DatasetUnavailable, RunStoreError) as e:
+        print(f"workbench eval: {e}", file=sys.stderr)
+        return 2
+    table = result.table.drop(columns=["key"]).copy()
+    table["labels_per_class"] = [("all" if n != n or n is None else str(int(n))) if p != "fewshot 5-way"
+                                 else f"{int(n)}-shot" for p, n in zip(table["probe"], table["labels_per_class"])]
+    table["block"] = ["" if b != b or b is None else str(int(b)) for b in table["block"]]
+    print(table.to_string(index=False, na_rep="", float_format=lambda x: f"{x:.4f}"))
+    if "rankme" in result.scalars:
+        print(f"\nRankMe {result.scalars['rankme']:.1f} of at most {min(int(result.scalars['rankme_n']), len(result.spectrum))} "
+              f"(on {int(result.scalars['rankme_n'])} training features)")
+    took = ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
+    where = f"written to {run} at step {result.step}" if not args.no_write else "not written (--no-write)"
+    print(f"epoch {result.epoch}, step {result.step}: {where}; {took}", file=sys.stderr)
+    return 0
 
 
 def cmd_bench(args) -> int:
@@ -259,6 +289,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-pixels", type=int, default=50_000_000,
                    help="refuse larger images (decompression-bomb guard; default 50 megapixels)")
     e.set_defaults(func=cmd_enhance)
+    from workbench.engine.evaluate import PROBES
+
+    v = sub.add_parser("eval", help="the papers' probes on a representation run: linear, naive Bayes, label budgets, "
+                                    "few-shot, block-wise, spectrum (written into the run)")
+    v.add_argument("run", metavar="RUN", help="the run directory, or a run name under --runs-dir")
+    v.add_argument("--runs-dir", default="runs")
+    v.add_argument("--checkpoint", help="weights to evaluate (default: the run's last checkpoint)")
+    v.add_argument("--probes", default="all", help=f"comma-separated, of: {','.join(PROBES)} (default: all)")
+    v.add_argument("--device", default="cpu", help="cpu | cuda | mps | auto")
+    v.add_argument("--draws", type=int, default=5, help="seeded label subsets per label budget (default 5)")
+    v.add_argument("--episodes", type=int, default=600, help="few-shot episodes per setting (default 600)")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--no-write", action="store_true", help="print the table only; leave the run's store alone")
+    v.set_defaults(func=cmd_eval)
     b = sub.add_parser("bench", help="run the benchmarks (benchmarks/run_all.py) and print their tables")
     b.add_argument("--only", help="comma-separated: augment,simclr,diagnostics,app,zoo,lowlight (default: all)")
     b.add_argument("--full", action="store_true", help="each script's own, longer settings")

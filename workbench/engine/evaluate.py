@@ -73,6 +73,8 @@ def load_representation(run_dir: str | os.PathLike, checkpoint: str | os.PathLik
     from workbench.engine.representation import REPRESENTATION
 
     path = Path(checkpoint) if checkpoint else Path(run_dir) / CHECKPOINT
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"no run at {run_dir} (`workbench runs --runs-dir DIR` lists the runs)")
     if not path.exists():
         raise ConfigError(f"run {run_dir}: no checkpoint at {path}. A run saves one at the end of each epoch: let "
                           "it finish an epoch, or name one with --checkpoint")
@@ -155,6 +157,8 @@ def evaluate_features(train_x, train_y, test_x, test_y, probes=PROBES, budgets=B
         seconds["spectrum"] = time.perf_counter() - t0
     table = pd.DataFrame(rows, columns=["key", "probe", "labels_per_class", "block", "accuracy", "std", "ci95",
                                         "draws", *(["note"] if any("note" in r for r in rows) else [])])
+    table = table.astype({"labels_per_class": float, "block": float, "accuracy": float, "std": float,
+                          "ci95": float})
     return Evaluation(scalars, table, spec, seconds=seconds)
 
 

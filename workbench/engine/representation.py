@@ -9,7 +9,7 @@ import torch
 from workbench.config import Options, option
 from workbench.data.registry import DATASETS, DatasetBundle, load_dataset
 from workbench.data.views import ContrastiveViews, ViewConfig
-from workbench.engine.callbacks import EpochEvaluation, LiveDiagnostics
+from workbench.engine.callbacks import EpochEvaluation, LiveDiagnostics, OnlineLinearProbe
 from workbench.engine.task import Task
 from workbench.nn.backbones import build_backbone
 
@@ -40,7 +40,7 @@ class RepresentationTask(Task):
     Options = RepresentationOptions
     default_dataset = "digits"
     default_batch_size = 256
-    pages = ("curves", "scores", "embeddings", "clusters", "images")
+    pages = ("curves", "scores", "embeddings", "clusters", "probes", "images")
     score = ("knn_acc", "kNN accuracy")
 
     def datasets(self) -> list[str]:
@@ -63,7 +63,8 @@ class RepresentationTask(Task):
 
     def callbacks(self, cfg) -> list:
         return [LiveDiagnostics(cfg.log_every, cfg.hist_bins),
-                EpochEvaluation(cfg.eval_every, cfg.knn_k, cfg.knn_t, cfg.probe_size)]
+                EpochEvaluation(cfg.eval_every, cfg.knn_k, cfg.knn_t, cfg.probe_size),
+                OnlineLinearProbe()]
 
     def knob(self, config: dict) -> str:
         return f"tau {config['tau']}" if "tau" in config else ""

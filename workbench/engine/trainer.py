@@ -121,6 +121,8 @@ class Trainer:
         self.train_images = train.to(self.device) if train.numel() <= ON_DEVICE_MAX_BYTES else train
         self.writer: RunWriter | None = None
         self.bar = None
+        self.batch_index: torch.Tensor | None = None
+        self.eval_features: dict | None = None  # set by the epoch evaluation for the callbacks after it
 
     # ------------------------------------------------------------------ helpers used by callbacks
     def flush(self) -> None:
@@ -249,6 +251,7 @@ class Trainer:
                 raise StopRequested()
             t0 = time.perf_counter()
             local = idx[self.dist.rank::self.dist.world_size]  # this process's share of the global batch
+            self.batch_index = local  # which training images this step sees (the online probe's labels)
             images = self.train_images[local.to(self.train_images.device)].to(self.device, non_blocking=True)
             with autocast(self.device, self.cfg.amp):
                 out = self.model(images, self.step, self.aug_gen, index=local)
