@@ -8,6 +8,8 @@ Budgets larger than the smallest class are skipped (they would not be class-bala
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
@@ -43,7 +45,7 @@ def probe_accuracy(probe: str, train_x, train_y, test_x, test_y, Cs=DEFAULT_CS, 
 def label_budgets(train_x, train_y, test_x, test_y, budgets=BUDGETS, probes=PROBES, draws: int = 5,
                   seed: int = 0, Cs=DEFAULT_CS, knn_t: float = 0.1, progress=None) -> list[dict]:
     """One record per (probe, budget): ``probe, labels_per_class`` (``None`` = all), ``accuracy`` (the mean over
-    draws), ``std``, ``draws``. ``progress`` (e.g. a tqdm bar) is advanced once per fitted probe."""
+    draws), ``std``, ``draws``, ``seconds`` (all draws). ``progress`` (e.g. a tqdm bar) is advanced once per fitted probe."""
     train_x, train_y = features_and_labels(train_x, train_y)
     test_x, test_y = features_and_labels(test_x, test_y)
     if draws < 1:
@@ -56,13 +58,13 @@ def label_budgets(train_x, train_y, test_x, test_y, budgets=BUDGETS, probes=PROB
         subsets = ([np.arange(len(train_y))] if n is None else
                    [sample_per_class(train_y, n, np.random.default_rng([seed, n, d])) for d in range(draws)])
         for probe in probes:
-            accs = []
+            accs, t0 = [], time.perf_counter()
             for idx in subsets:
                 accs.append(probe_accuracy(probe, train_x[idx], train_y[idx], test_x, test_y, Cs, knn_t))
                 if progress is not None:
                     progress.update()
             records.append(dict(probe=probe, labels_per_class=n, accuracy=float(np.mean(accs)),
-                                std=float(np.std(accs)), draws=len(accs)))
+                                std=float(np.std(accs)), draws=len(accs), seconds=time.perf_counter() - t0))
     return records
 
 

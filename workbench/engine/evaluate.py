@@ -55,7 +55,7 @@ def parse_probes(probes) -> tuple[str, ...]:
 class Evaluation:
     """What one evaluation found: ``scalars`` (the run-store keys), ``table`` (one row per probe, label budget,
     few-shot setting and block; columns ``key, probe, labels_per_class, block, accuracy, std, ci95, draws,
-    seconds``), the ``spectrum`` and the checkpoint's ``step`` and ``epoch``."""
+    seconds``; ``seconds`` the time of that row's fits), the ``spectrum`` and the checkpoint's ``step`` and ``epoch``."""
 
     scalars: dict[str, float]
     table: pd.DataFrame
@@ -128,6 +128,7 @@ def evaluate_features(train_x, train_y, test_x, test_y, probes=PROBES, budgets=B
         t0 = time.perf_counter()
         base = np.asarray(train_x.cpu() if hasattr(train_x, "cpu") else train_x).mean(0)
         for shots in FEWSHOT_SHOTS:
+            t1 = time.perf_counter()
             try:
                 r = fewshot_accuracy(test_x, test_y, base, n_shot=shots, episodes=episodes, seed=seed)
             except ValueError as e:  # too few classes or images per class in this test split
@@ -137,16 +138,18 @@ def evaluate_features(train_x, train_y, test_x, test_y, probes=PROBES, budgets=B
             scalars[r.key], scalars[f"{r.key}_ci95"] = r.accuracy, r.ci95
             rows.append(dict(key=r.key, probe=f"fewshot {r.n_way}-way", labels_per_class=shots, block=None,
                              accuracy=r.accuracy, std=float(r.episode_accuracies.std()), ci95=r.ci95,
-                             draws=episodes))
+                             draws=episodes, seconds=time.perf_counter() - t1))
         seconds["fewshot"] = time.perf_counter() - t0
     if "blocks" in probes and block_features:
         t0 = time.perf_counter()
         for block, (bx, tx) in tqdm(sorted(block_features.items()), desc="block-wise probes", unit="block",
                                     disable=not progress, leave=False):
+            t1 = time.perf_counter()
             acc = linear_probe(bx, train_y, tx, test_y, seed=seed).accuracy
             key = f"linear_acc_block{block}"
             scalars[key] = acc
-            rows.append(dict(key=key, probe="linear", labels_per_class=None, block=block, accuracy=acc, draws=1))
+            rows.append(dict(key=key, probe="linear", labels_per_class=None, block=block, accuracy=acc, draws=1,
+                             seconds=time.perf_counter() - t1))
         seconds["blocks"] = time.perf_counter() - t0
     spec = None
     if "spectrum" in probes:
@@ -156,9 +159,9 @@ def evaluate_features(train_x, train_y, test_x, test_y, probes=PROBES, budgets=B
         scalars.update(rankme=rankme(z), rankme_n=float(len(z)))
         seconds["spectrum"] = time.perf_counter() - t0
     table = pd.DataFrame(rows, columns=["key", "probe", "labels_per_class", "block", "accuracy", "std", "ci95",
-                                        "draws", *(["note"] if any("note" in r for r in rows) else [])])
+                                        "draws", "seconds", *(["note"] if any("note" in r for r in rows) else [])])
     table = table.astype({"labels_per_class": float, "block": float, "accuracy": float, "std": float,
-                          "ci95": float})
+                          "ci95": float, "seconds": float})
     return Evaluation(scalars, table, spec, seconds=seconds)
 
 
