@@ -3,7 +3,7 @@
 Quick settings (about 19 minutes on 2 idle CPU cores, 10 of them the method zoo, 2.5 low-light); ``--full`` uses each script's
 own, longer defaults.
 
-    python benchmarks/run_all.py [--full] [--only augment,simclr,diagnostics,app,zoo,lowlight]
+    python benchmarks/run_all.py [--full] [--only augment,simclr,diagnostics,app,zoo,lowlight,probes]
     make bench
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ BENCHMARKS = {
     "app": ("app_refresh.py", ["--reps", "2"]),
     "zoo": ("zoo.py", ["--budget", "60"]),
     "lowlight": ("lowlight.py", ["--budget", "60"]),
+    "probes": ("probes.py", ["--digits-epochs", "30", "--fashion-epochs", "2", "--draws", "3", "--episodes", "300"]),
 }
 
 

@@ -304,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-write", action="store_true", help="print the table only; leave the run's store alone")
     v.set_defaults(func=cmd_eval)
     b = sub.add_parser("bench", help="run the benchmarks (benchmarks/run_all.py) and print their tables")
-    b.add_argument("--only", help="comma-separated: augment,simclr,diagnostics,app,zoo,lowlight (default: all)")
+    b.add_argument("--only", help="comma-separated: augment,simclr,diagnostics,app,zoo,lowlight,probes (default: all)")
     b.add_argument("--full", action="store_true", help="each script's own, longer settings")
     b.set_defaults(func=cmd_bench)
     d = sub.add_parser("datasets", help="list the known datasets and how to get each")
