@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from workbench.config import ConfigError
+from workbench.diagnostics.arrays import as_numpy
 from workbench.diagnostics.budgets import BUDGETS, budget_key, label_budgets
 from workbench.diagnostics.fewshot import fewshot_accuracy
 from workbench.diagnostics.linear import linear_probe
@@ -126,13 +127,13 @@ def evaluate_features(train_x, train_y, test_x, test_y, probes=PROBES, budgets=B
     seconds["budgets" if "budgets" in probes else "linear"] = time.perf_counter() - t0
     if "fewshot" in probes:
         t0 = time.perf_counter()
-        base = np.asarray(train_x.cpu() if hasattr(train_x, "cpu") else train_x).mean(0)
+        base = as_numpy(train_x).mean(0)
         for shots in FEWSHOT_SHOTS:
             t1 = time.perf_counter()
             try:
                 r = fewshot_accuracy(test_x, test_y, base, n_shot=shots, episodes=episodes, seed=seed)
             except ValueError as e:  # too few classes or images per class in this test split
-                rows.append(dict(key=f"fewshot_5w{shots}s_acc", probe="fewshot", labels_per_class=shots,
+                rows.append(dict(key=f"fewshot_5w{shots}s_acc", probe="fewshot 5-way", labels_per_class=shots,
                                  accuracy=float("nan"), note=str(e)))
                 continue
             scalars[r.key], scalars[f"{r.key}_ci95"] = r.accuracy, r.ci95
@@ -154,7 +155,7 @@ def evaluate_features(train_x, train_y, test_x, test_y, probes=PROBES, budgets=B
     spec = None
     if "spectrum" in probes:
         t0 = time.perf_counter()
-        z = torch.as_tensor(np.asarray(train_x.cpu() if hasattr(train_x, "cpu") else train_x), dtype=torch.float32)
+        z = torch.as_tensor(as_numpy(train_x, np.float32))
         spec = spectrum(z)
         scalars.update(rankme=rankme(z), rankme_n=float(len(z)))
         seconds["spectrum"] = time.perf_counter() - t0
