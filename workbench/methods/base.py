@@ -78,6 +78,11 @@ class Method(nn.Module):
         ``None``: a random permutation."""
         return None
 
+    def steps_per_epoch(self, n: int, batch_size: int) -> int | None:
+        """Batches per epoch for methods whose ``batch_order`` returns batches of their own sizes (G-SimCLR: every
+        image once, the last batch shorter); ``None``: the engine's ``n // batch_size`` full batches."""
+        return None
+
     def step(self, images: torch.Tensor, step: int, generator: torch.Generator) -> StepOutput:  # pragma: no cover
         raise NotImplementedError
 

@@ -10,9 +10,10 @@ never pushed apart as negatives. The epoch's order is the within-cluster rank::
     rank(i) = position of image i within its pseudo-cluster;   order = images sorted by (rank, cluster)
 
 cut into consecutive batches: batch r holds the rank-r image of every cluster, so every image is seen once per
-epoch and, while every cluster still has a member of that rank, no batch holds two images of one cluster. As in
-the engine's random order, the last ``N mod batch`` images of the order are left for that epoch (``epoch_coverage``
-logs the fraction of the training set an epoch shows: 1.0 when the batches hold every image).
+epoch and, while every cluster still has a member of that rank, no batch holds two images of one cluster. An epoch
+is ``ceil(N / batch)`` batches, the last one shorter (a single image left over joins the batch before it), during
+the autoencoder stage too (a random order then), so the learning-rate schedule and the progress bar count these
+steps; ``epoch_coverage`` logs the fraction of the training set an epoch shows (1.0).
 
 Follows ``sayakpaul/G-SimCLR`` (``Autoencoder.ipynb``, ``SimCLR_Pseudo_Labels_Training.ipynb``). Departs: the ranks
 within a cluster, and the order of the clusters within a rank, are drawn at random every epoch (officially ranked
@@ -33,9 +34,25 @@ from workbench.methods.simclr import SimCLR
 from workbench.nn.autoencoders import ConvAutoencoder
 
 
-def rank_order_batches(labels: torch.Tensor, steps: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
-    """``(steps, batch_size)`` indices: the images sorted by (within-cluster rank, cluster), ranks and cluster order
-    drawn at random, cut into consecutive batches (the remainder of the order is left for this epoch)."""
+def epoch_batches(n: int, batch_size: int) -> int:
+    """Batches that show every one of ``n`` images once: ``ceil(n / batch)``, the last one shorter; a remainder of a
+    single image joins the batch before it (NT-Xent and batch-norm need two images)."""
+    batch_size = min(batch_size, n)
+    full, rest = divmod(n, batch_size)
+    return full + (rest > 1)
+
+
+def split_epoch(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """The epoch's ``order`` cut into :func:`epoch_batches` consecutive batches."""
+    batches = list(order.split(min(batch_size, len(order))))
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2:] = [torch.cat(batches[-2:])]
+    return batches
+
+
+def rank_order_batches(labels: torch.Tensor, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """The images sorted by (within-cluster rank, cluster), ranks and cluster order drawn at random, cut into
+    consecutive batches that hold every image once (:func:`split_epoch`: the last one shorter)."""
     n = len(labels)
     shuffled = torch.randperm(n, generator=generator)  # random ranks within each cluster
     by_cluster = shuffled[torch.argsort(labels[shuffled], stable=True)]
@@ -44,8 +61,7 @@ def rank_order_batches(labels: torch.Tensor, steps: int, batch_size: int, genera
     rank = torch.empty(n, dtype=torch.long)
     rank[by_cluster] = torch.arange(n) - starts.repeat_interleave(counts)
     cluster_slot = torch.randperm(len(counts), generator=generator)[labels]  # random cluster order within a rank
-    order = torch.argsort(rank * len(counts) + cluster_slot)
-    return order[: steps * batch_size].view(steps, batch_size)
+    return split_epoch(torch.argsort(rank * len(counts) + cluster_slot), batch_size)
 
 
 @dataclass
@@ -70,7 +86,8 @@ class GSimCLR(SimCLR):
     def from_config(cls, cfg, backbone, views, bundle):
         batch = min(cfg.batch_size, len(bundle.train))
         return cls(backbone, views, bundle.train.images, tau=cfg.tau, proj_dim=cfg.proj_dim,
-                   pretrain_steps=round(cfg.pretrain_epochs * bundle.steps_per_epoch(batch)), n_clusters=batch)
+                   pretrain_steps=round(cfg.pretrain_epochs * epoch_batches(len(bundle.train), batch)),
+                   n_clusters=batch)
 
     @torch.no_grad()
     def assign_pseudo_labels(self, device) -> None:
@@ -81,14 +98,21 @@ class GSimCLR(SimCLR):
         self.train(was)
         self.pseudo_labels.copy_(torch.as_tensor(kmeans(latent.numpy(), self.n_clusters, normalize=False)))
 
-    def batch_order(self, steps: int, batch_size: int, generator: torch.Generator) -> torch.Tensor | None:
-        """The engine's batches for the next epoch: the within-cluster rank order once the pseudo labels exist."""
+    def steps_per_epoch(self, n: int, batch_size: int) -> int:
+        return epoch_batches(n, batch_size)
+
+    def batch_order(self, steps: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+        """The next epoch's batches, every image once (the last batch shorter): a random order during the
+        autoencoder stage, the within-cluster rank order once the pseudo labels exist."""
         n = len(self.images)
-        self.coverage = min(1.0, steps * batch_size / n)  # the engine's random order shows as many
         if int(self.pseudo_labels[0]) < 0:
-            return None
-        order = rank_order_batches(self.pseudo_labels.cpu(), steps, batch_size, generator)
-        self.coverage = len(torch.unique(order)) / n
+            order = split_epoch(torch.randperm(n, generator=generator), batch_size)
+        else:
+            order = rank_order_batches(self.pseudo_labels.cpu(), batch_size, generator)
+        if len(order) != steps:
+            raise RuntimeError(f"G-SimCLR's epoch has {len(order)} batches, the engine planned {steps}: build the "
+                               "run with engine.build, which asks the method (steps_per_epoch)")
+        self.coverage = len(torch.unique(torch.cat(order))) / n
         return order
 
     def step(self, images: torch.Tensor, step: int, generator: torch.Generator):
