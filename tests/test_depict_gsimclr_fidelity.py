@@ -166,6 +166,7 @@ def test_depict_head_starts_from_kmeans_and_is_first_trained_on_its_labels():
     images, y = blobs()
     m = tiny_depict(images)
     m.init_epochs = 1
+    m.init_clustering = "kmeans"  # the official choice for MNIST-full (AC-PIC for the small sets: tested below)
     g = torch.Generator().manual_seed(0)
     order = m.batch_order(4, 12, g)
     z, _ = clean_whole_set(m, images)
@@ -185,6 +186,83 @@ def test_depict_head_starts_from_kmeans_and_is_first_trained_on_its_labels():
     m.batch_order(4, 12, g)  # after init_epochs epochs: the DEPICT targets
     out = m.step(images[m.order[0]], 4, g)
     assert out.logs["stage"] == 2.0 and "target_change" in out.logs
+
+
+def official_acpic(x, n_clusters, k, a=1.0, z=0.01):
+    """``predict_ac_mpi`` / ``gacCluster`` with its dense inversions: k-NN digraph ``exp(-d^2 / sigma^2)`` plus
+    self-loops, rows normalised; initial clusters = components of the 1-NN links; merge the pair with the largest
+    ``L_ij - L_i - L_j`` (``gacPathCondEntropy``, ``gacPathEntropy``) until ``n_clusters`` are left."""
+    n = len(x)
+    d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    nn_index = np.argsort(d2, axis=1, kind="stable")[:, : k + 1]
+    sorted_d = np.sort(d2, axis=1)
+    sig2 = np.mean(sorted_d[:, 1:max(k + 1, 4)]) * a
+    while np.any(np.exp(-sorted_d[:, 1] / sig2) < 1e-5):
+        sig2 *= 2
+    w = np.eye(n)
+    for i in range(n):
+        for j in range(1, k + 1):
+            w[i, nn_index[i, j]] += np.exp(-sorted_d[i, j] / sig2)
+    iminuszw = np.eye(n) - z * (w / w.sum(1, keepdims=True))
+    label = -np.ones(n, dtype=int)  # gacNNMerge: each point with its nearest neighbour
+    for i in range(n):
+        pair = nn_index[i, :2]
+        got = sorted(set(label[pair][label[pair] >= 0].tolist()))
+        if not got:
+            label[pair] = i
+        else:
+            label[pair] = got[0]
+            for other in got[1:]:
+                label[label == other] = got[0]
+    clusters = [np.where(label == u)[0] for u in np.unique(label)]
+
+    def path(c):
+        return np.linalg.inv(iminuszw[np.ix_(c, c)]).sum() / len(c) ** 2
+
+    def cond(ci, cj):
+        inv = np.linalg.inv(iminuszw[np.ix_(np.r_[ci, cj], np.r_[ci, cj])])
+        return inv[: len(ci), : len(ci)].sum() / len(ci) ** 2 + inv[len(ci):, len(ci):].sum() / len(cj) ** 2
+
+    while len(clusters) > n_clusters:
+        gains = {(i, j): cond(clusters[i], clusters[j]) - path(clusters[i]) - path(clusters[j])
+                 for i in range(len(clusters)) for j in range(i + 1, len(clusters))}
+        i, j = max(gains, key=gains.get)
+        clusters[i] = np.r_[clusters[i], clusters[j]]
+        del clusters[j]
+    out = np.empty(n, dtype=int)
+    for c, members in enumerate(clusters):
+        out[members] = c
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_acpic_matches_the_official_path_integral_clustering(seed):
+    from sklearn.metrics import adjusted_rand_score
+
+    from workbench.methods.depict import acpic
+
+    g = np.random.default_rng(seed)
+    centres = g.normal(0, 3, (4, 5))
+    x = np.concatenate([c + g.normal(0, 1.0, (30, 5)) for c in centres])  # overlapping: the merge order matters
+    ours, official = acpic(x, 4, k=6), official_acpic(x, 4, k=6)
+    assert len(np.unique(ours)) == 4
+    assert adjusted_rand_score(official, ours) == pytest.approx(1.0)
+
+
+def test_depict_defaults_are_the_official_small_set_recipe(quick):
+    """A tanh embedding with as many units as clusters, and AC-PIC (not k-means) on it for a set this small."""
+    from workbench.engine.build import build
+    from workbench.methods.depict import acpic
+
+    parts = build(quick(method="depict", run_name="depict-defaults"), torch.device("cpu"))
+    m = parts.method
+    assert m.embed_dim == 10 and isinstance(m.embedding, torch.nn.Linear) and m.head.in_features == 10
+    assert m.init_clustering == "acpic"
+    m.pretrain_steps = 0
+    m.batch_order(parts.steps_per_epoch, parts.batch_size, torch.Generator().manual_seed(0))
+    z = m.whole_set()[0]
+    assert z.abs().max() <= 1  # tanh
+    np.testing.assert_array_equal(m.labels.numpy(), acpic(z.double().numpy(), 10))
 
 
 # ------------------------------------------------------------------------------------------------ G-SimCLR

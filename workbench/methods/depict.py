@@ -1,37 +1,41 @@
 """DEPICT: Deep Clustering via a Joint Convolutional Autoencoder Embedding and Relative Entropy Minimization
 (Ghasedi Dizaji et al., 2017).
 
-A conv autoencoder whose embedding z (the backbone's h, or ``tanh(W_e h)`` with ``--embed-dim``) feeds a softmax
-clustering head ``p_ik = softmax_k(w_k^T z_i)``. A corrupted path (dropout on the input and the first block) is trained towards
-targets built from the clean path over the WHOLE training set, once per epoch, and held fixed for that epoch::
+A conv autoencoder whose embedding ``z = tanh(W_e h)`` (as many units as clusters, as officially; ``--embed-dim 0``:
+the backbone's h itself) feeds a softmax clustering head ``p_ik = softmax_k(w_k^T z_i + b_k)``. A corrupted path
+(dropout on the input and the first block) is trained towards targets built from the clean path over the WHOLE
+training set, once per epoch, and held fixed for that epoch::
 
     f_k = sum_i p_ik                       (soft cluster sizes, clean path, every training image)
     q_ik = (p_ik^2 / f_k) / sum_k' (p_ik'^2 / f_k')      (official code; the paper: p_ik / sqrt(f_k), --target paper)
     L = -(1/B) sum_i sum_k q_ik log p~_ik  +  ||x - x^~||^2 + 0.1 sum_l ||e_l - d_l||^2
 
 ``e_l`` is the clean output of encoder block l and ``d_l`` the decoder's reconstruction of it (layer-wise
-reconstruction). Procedure: (1) ``pretrain`` steps of reconstruction only; (2) k-means on the clean embeddings of
-the training set, the head initialised to the unit-norm centroids (bias 0) and trained ``init_epochs`` epochs with
-cross-entropy on the k-means labels plus reconstruction; (3) DEPICT epochs, each starting with the whole-set
-target above, until the mean squared change of successive targets falls below 1e-7.
+reconstruction). Procedure: (1) ``pretrain`` steps of reconstruction only; (2) a clustering of the clean embeddings
+of the training set (``--init-clustering``: AC-PIC, the official code's for the small sets USPS and MNIST-test, up
+to 20,000 images; k-means with 40 restarts, its choice for MNIST-full, above), the head initialised to the
+unit-norm centroids (bias 0) and trained ``init_epochs`` epochs with cross-entropy on those labels plus
+reconstruction; (3) DEPICT epochs, each starting with the whole-set target above, until the mean squared change
+of successive targets falls below 1e-7.
 
 Follows ``herandy/DEPICT`` (``functions.py``: ``build_MdA``, ``train_RLC``, whose init stage is ``train_fn_init``).
 Departs: the encoder is the workbench backbone (4 conv-BN-ReLU blocks, pooled) and every hidden block is
 reconstructed with weight 0.1 (officially 2 conv layers), its clean output a target without gradient (officially
-the gradient flows through it too); z is h unless ``--embed-dim`` is set (officially a tanh layer with as many
-units as clusters); the init stage runs a fixed ``--init-epochs`` (officially
-early-stopped on the NMI to the k-means labels of a 10% split); pre-training runs a fixed ``--pretrain-epochs``
-(officially until the validation reconstruction stops improving; default 20 of a 60-epoch run); each
-epoch's target comes from one clean pass at the epoch's start (officially from each batch's prediction right after
-its update, collected over the previous epoch); once the targets converge they are no longer rebuilt but training
-goes on to ``--epochs`` (officially it stops). Defaults (``common_defaults``): Adam without decay, batch 100
-as officially, but lr 1e-3 (officially 1e-4 over up to 4000 epochs; ``--lr 1e-4`` is the official one) under the
-engine's warm-up + cosine schedule (officially constant). k-means: 40 restarts on the raw embeddings as officially.
+the gradient flows through it too); AC-PIC's incremental path integral is computed to its leading order in z (exact
+up to O(z^3) at the official z = 0.01; officially by dense matrix inversions); the init stage runs a fixed
+``--init-epochs`` (officially early-stopped on the NMI to the initial labels of a 10% split); pre-training runs a
+fixed ``--pretrain-epochs`` (officially until the validation reconstruction stops improving; default 20 of a
+60-epoch run); each epoch's target comes from one clean pass at the epoch's start (officially from each batch's
+prediction right after its update, collected over the previous epoch); once the targets converge they are no longer
+rebuilt but training goes on to ``--epochs`` (officially it stops). Defaults (``common_defaults``): Adam without
+decay, batch 100 as officially, but lr 1e-3 (officially 1e-4 over up to 4000 epochs; ``--lr 1e-4`` is the official
+one) under the engine's warm-up + cosine schedule (officially constant).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -43,6 +47,71 @@ from workbench.nn.autoencoders import LayerwiseDecoder, encode_blocks
 
 PRETRAIN, INIT, DEPICT_STAGE = 0, 1, 2
 CONVERGED_MSE = 1e-7
+ACPIC_MAX = 20000  # "auto": AC-PIC up to this many training images (USPS, MNIST-test), k-means above (MNIST-full)
+
+
+def knn_transition_graph(x: np.ndarray, k: int = 20, a: float = 1.0):
+    """AC-PIC's directed k-nearest-neighbour graph (``gacBuildDigraph``), row-normalised to a transition matrix:
+    ``w_ij = exp(-d_ij^2 / sigma^2)`` for the k nearest neighbours j of i, plus a self-loop of weight 1;
+    ``sigma^2`` = the mean squared distance to the k nearest neighbours times ``a``, doubled while some point's
+    nearest neighbour would get a weight below 1e-5. Returns the sparse ``P`` and the neighbour indices
+    (column 0: the point itself)."""
+    import scipy.sparse as sp
+    from sklearn.neighbors import NearestNeighbors
+
+    n, k = len(x), min(k, len(x) - 1)
+    dist, idx = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
+    d2 = dist ** 2
+    sig2 = d2[:, 1:max(k + 1, 4)].mean() * a
+    sig2 = sig2 if sig2 > 0 else 1.0
+    while np.any(np.exp(-d2[:, 1] / sig2) < 1e-5):
+        sig2 *= 2
+    w = sp.csr_matrix((np.exp(-d2[:, 1:] / sig2).ravel(), (np.repeat(np.arange(n), k), idx[:, 1:].ravel())),
+                      shape=(n, n)) + sp.identity(n, format="csr")
+    return (sp.diags(1.0 / np.asarray(w.sum(1)).ravel()) @ w).tocsr(), idx
+
+
+def acpic(x: np.ndarray, n_clusters: int, k: int = 20, a: float = 1.0) -> np.ndarray:
+    """Agglomerative clustering via maximum incremental path integral (AC-PIC, Zhang et al. 2013), the official
+    DEPICT's initial clustering of USPS and MNIST-test (``predict_ac_mpi``: k 20, a 1, z 0.01).
+
+    Start from the connected components of the nearest-neighbour graph (``gacNNMerge``), then repeatedly merge the
+    two clusters A, B with the largest incremental path integral ``L_AB - L_A - L_B``, where
+    ``L_C = 1^T (I - z P_CC)^{-1} 1 / |C|^2`` sums the paths within C. Since ``(I - zP)^{-1} = sum_t z^t P^t`` and
+    z = 0.01, the increment is computed to its leading order, which is exact up to O(z^3):
+    ``z^2 (1_A^T P_AB P_BA 1_A / |A|^2 + 1_B^T P_BA P_AB 1_B / |B|^2)`` (the paths of length 0 and 1 cancel),
+    so the official dense matrix inversions become sparse products and 10,000 points take seconds."""
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    p, idx = knn_transition_graph(np.asarray(x, dtype=np.float64), k, a)
+    n = len(x)
+    nn1 = sp.csr_matrix((np.ones(n), (np.arange(n), idx[:, 1])), shape=(n, n))
+    labels = connected_components(nn1, directed=True, connection="weak")[1]
+    m = int(labels.max()) + 1
+    if m <= n_clusters:
+        return labels
+    member = sp.csr_matrix((np.ones(n), (np.arange(n), labels)), shape=(n, m))
+    out_flow = (member.T @ p).tocsr()  # (m, n): sum over a in A of P_ab
+    in_flow = (p @ member).T.tocsr()  # (m, n): sum over a in A of P_ba
+    out_rows, in_rows = [out_flow[i] for i in range(m)], [in_flow[i] for i in range(m)]
+    two_step = (out_flow.multiply(in_flow) @ member).toarray()  # [A, B] = 1_A^T P_AB P_BA 1_A
+    np.fill_diagonal(two_step, 0)
+    size = np.bincount(labels, minlength=m).astype(np.float64)
+    gain = two_step / size[:, None] ** 2 + two_step.T / size[None, :] ** 2
+    np.fill_diagonal(gain, -np.inf)
+    for _ in range(m - n_clusters):
+        i, j = sorted(np.unravel_index(int(np.argmax(gain)), gain.shape))
+        labels[labels == j] = i
+        size[i] += size[j]
+        out_rows[i], in_rows[i] = out_rows[i] + out_rows[j], in_rows[i] + in_rows[j]
+        two_step[:, i] += two_step[:, j]  # paths X -> A u B -> X: the sum of the two
+        prod = out_rows[i].multiply(in_rows[i]).tocoo()
+        two_step[i] = np.bincount(labels[prod.col], weights=prod.data, minlength=m)
+        two_step[i, i] = two_step[j] = two_step[:, j] = 0
+        gain[i] = gain[:, i] = two_step[i] / size[i] ** 2 + two_step[:, i] / size ** 2
+        gain[j] = gain[:, j] = gain[i, i] = -np.inf
+    return np.unique(labels, return_inverse=True)[1]
 
 
 def depict_target(p: torch.Tensor, form: str = "paper") -> torch.Tensor:
@@ -57,10 +126,13 @@ class DEPICTOptions(MethodOptions):
     n_clusters: int | None = option(None, "clusters of the softmax head (default: the number of classes)", ge=2)
     pretrain_epochs: float = option(20.0, "epochs of reconstruction only before the clustering objective", ge=0)
     init_epochs: int = option(1, "epochs of cross-entropy on the k-means labels before the DEPICT targets", ge=0)
-    embed_dim: int = option(0, "size of the tanh embedding z = tanh(W h) the head and decoder read; 0: the "
-                            "backbone's h itself (officially as many as clusters)", ge=0)
+    embed_dim: int | None = option(None, "size of the tanh embedding z = tanh(W h) the head and decoder read "
+                                   "(default: as many as clusters, as officially); 0: the backbone's h itself", ge=0)
     target: str = option("dec", "target form: 'dec' p^2/f (the official code) or 'paper' p/sqrt(f)",
                          choices=("dec", "paper"))
+    init_clustering: str = option("auto", "the clustering that initialises the head: 'acpic' (the official code's "
+                                  "for USPS and MNIST-test), 'kmeans' (its choice for MNIST-full) or 'auto' (AC-PIC up "
+                                  f"to {ACPIC_MAX} training images, else k-means)", choices=("auto", "acpic", "kmeans"))
 
 
 class DEPICT(Method):
@@ -70,18 +142,20 @@ class DEPICT(Method):
     common_defaults = dict(optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=100, epochs=60)
 
     def __init__(self, backbone: nn.Module, views, images: torch.Tensor, n_clusters: int, size: int,
-                 pretrain_steps: int = 100, init_epochs: int = 1, target: str = "dec", embed_dim: int = 0,
+                 pretrain_steps: int = 100, init_epochs: int = 1, target: str = "dec", embed_dim: int | None = None,
                  dropouts: tuple[float, ...] = (0.1, 0.1, 0.0), rec_weight: float = 1.0, hidden_weight: float = 0.1,
-                 kmeans_restarts: int = 40):
+                 kmeans_restarts: int = 40, init_clustering: str = "auto"):
         super().__init__(backbone)
         self.views, self.n_clusters, self.target, self.dropouts = views, n_clusters, target, dropouts
         self.rec_weight, self.hidden_weight = rec_weight, hidden_weight
         self.images = images  # the training set (uint8, on the CPU): k-means and the whole-set targets
         self.pretrain_steps, self.init_epochs, self.kmeans_restarts = pretrain_steps, init_epochs, kmeans_restarts
+        self.init_clustering = init_clustering if init_clustering != "auto" else (
+            "acpic" if len(images) <= ACPIC_MAX else "kmeans")
         with torch.no_grad():
             blocks, _ = encode_blocks(backbone.eval(), torch.zeros(1, images.shape[1], size, size))
         backbone.train()
-        self.embed_dim = embed_dim  # 0: z is the backbone's h
+        self.embed_dim = embed_dim = n_clusters if embed_dim is None else embed_dim  # 0: z is the backbone's h
         self.embedding = nn.Linear(backbone.out_dim, embed_dim) if embed_dim else nn.Identity()
         zdim = embed_dim or backbone.out_dim
         self.decoder = LayerwiseDecoder(zdim, images.shape[1], tuple(b.shape[1] for b in blocks),
@@ -99,6 +173,7 @@ class DEPICT(Method):
     def from_config(cls, cfg, backbone, views, bundle):
         return cls(backbone, views, bundle.train.images, n_clusters=cfg.n_clusters or max(2, bundle.num_classes),
                    size=views.config.size, init_epochs=cfg.init_epochs, target=cfg.target, embed_dim=cfg.embed_dim,
+                   init_clustering=cfg.init_clustering,
                    pretrain_steps=round(cfg.pretrain_epochs * bundle.steps_per_epoch(cfg.batch_size)))
 
     def embed_clusters(self, h: torch.Tensor) -> torch.Tensor:
@@ -115,13 +190,17 @@ class DEPICT(Method):
         return z, torch.softmax(self.head(z.to(self.head.weight.dtype)).float(), dim=1)
 
     @torch.no_grad()
-    def init_head_by_kmeans(self) -> None:
-        """k-means on the raw clean embeddings; head = unit-norm centroids, bias 0 (``Clustering``, ``build_eml``)."""
-        from sklearn.cluster import KMeans
-
+    def init_head_by_clustering(self) -> None:
+        """AC-PIC or k-means on the clean embeddings; head = unit-norm centroids, bias 0 (``Clustering``,
+        ``build_eml``)."""
         z = self.whole_set()[0].cpu()
-        labels = torch.as_tensor(KMeans(self.n_clusters, n_init=self.kmeans_restarts, random_state=0)
-                                 .fit_predict(z.numpy())).long()
+        if self.init_clustering == "acpic":
+            labels = acpic(z.double().numpy(), self.n_clusters)
+        else:
+            from sklearn.cluster import KMeans
+
+            labels = KMeans(self.n_clusters, n_init=self.kmeans_restarts, random_state=0).fit_predict(z.numpy())
+        labels = torch.as_tensor(labels).long()
         centers = torch.stack([z[labels == k].mean(0) if (labels == k).any() else z.mean(0)
                                for k in range(self.n_clusters)])
         self.head.weight.copy_(F.normalize(centers, dim=1).to(self.head.weight))
@@ -134,12 +213,13 @@ class DEPICT(Method):
         self.order = torch.randperm(len(self.images), generator=generator)[: steps * batch_size].view(steps, -1)
         self.epoch_start, self.epoch_logs, self.epoch_notes = int(self.steps_done), {}, []
         if int(self.stage) == PRETRAIN and int(self.steps_done) >= self.pretrain_steps:
-            self.init_head_by_kmeans()
+            self.init_head_by_clustering()
             self.stage.fill_(INIT)
             self.init_left.fill_(self.init_epochs)
-            self.epoch_notes.append(f"clustering begins: head initialised by k-means on the embeddings of "
+            name = "AC-PIC" if self.init_clustering == "acpic" else "k-means"
+            self.epoch_notes.append(f"clustering begins: head initialised by {name} on the embeddings of "
                                     f"{len(self.images)} images; {self.init_epochs} epoch(s) of cross-entropy on "
-                                    f"the k-means labels, then the DEPICT targets")
+                                    f"its labels, then the DEPICT targets")
         elif int(self.stage) == INIT:
             self.init_left.sub_(1)
         if int(self.stage) == INIT and int(self.init_left) <= 0:
