@@ -16,6 +16,7 @@ composition happens above the methods: this module imports no method.
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -32,6 +33,21 @@ def option(default: Any, help: str = "", *, ge=None, gt=None, le=None, lt=None, 
     ``note`` shown with the allowed range, ``form=False`` to keep it out of the app's "new run" form."""
     return field(default=default, metadata=dict(help=help, ge=ge, gt=gt, le=le, lt=lt, choices=choices, note=note,
                                                 form=form))
+
+
+RUN_NAME_MAX = 100
+_RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
+
+def check_run_name(name: str) -> str:
+    """A run name is one folder inside the runs folder: letters, digits, ``.``, ``_`` and ``-``, not starting
+    with ``.`` (so never ``.``, ``..`` or hidden), at most ``RUN_NAME_MAX`` characters. The CLI, the app's form
+    and the notebooks all pass through here (``CommonOptions``)."""
+    if not isinstance(name, str) or not _RUN_NAME.fullmatch(name) or len(name) > RUN_NAME_MAX:
+        why = ("is longer than %d characters" % RUN_NAME_MAX if isinstance(name, str) and len(name) > RUN_NAME_MAX
+               else "must be one folder name of letters, digits, '.', '_' and '-', not starting with '.'")
+        raise ConfigError(f"run_name={name!r} {why} (it names a folder inside the runs folder)")
+    return name
 
 
 @dataclass(frozen=True)
@@ -160,9 +176,16 @@ class CommonOptions(Options):
     log_every: int = option(10, "steps between live diagnostics (pos/neg histograms, geometry)", ge=1)
     eval_every: int = option(1, "epochs between evaluations (kNN and snapshot, or PSNR/SSIM)", ge=1)
     runs_dir: str = option("runs", "the folder that holds the runs", form=False)
-    run_name: str | None = option(None, "name of the run folder under --runs-dir (default: method-dataset-time)")
+    run_name: str | None = option(None, "name of the run folder under --runs-dir (default: method-dataset-time)",
+                                  note=f"letters, digits, '.', '_', '-'; not starting with '.'; at most "
+                                       f"{RUN_NAME_MAX} characters")
     resume: bool = option(False, "continue the run --run-name from its last checkpoint", form=False)
     progress: bool = option(True, "show a progress bar", form=False)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.run_name is not None:
+            check_run_name(self.run_name)
 
     @property
     def effective_lr(self) -> float:

@@ -26,14 +26,14 @@ class TrainingHandle:
     """A run training in a background thread. ``run_dir`` is known at once; read it with ``RunReader``."""
 
     def __init__(self, cfg: TrainConfig, callbacks=None):
-        from workbench.engine.trainer import Trainer, resolve_run_dir
+        from workbench.engine.trainer import Trainer
 
-        self.run_dir: Path = resolve_run_dir(cfg)
         self._stop = threading.Event()
         self.result = None
         self.error: BaseException | None = None
         # build in the caller's thread so configuration and dataset errors surface here, not silently in the thread
-        self._trainer = Trainer(cfg, callbacks=callbacks, stop_event=self._stop, run_dir=self.run_dir)
+        self._trainer = Trainer(cfg, callbacks=callbacks, stop_event=self._stop)
+        self.run_dir: Path = self._trainer.run_dir
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"train-{self.run_dir.name}")
         self._thread.start()
 

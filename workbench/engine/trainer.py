@@ -5,7 +5,6 @@ or from its caller, and asks nothing of the kind of work: the run's task chose t
 from __future__ import annotations
 
 import math
-import os
 import re
 import threading
 import time
@@ -23,7 +22,8 @@ from workbench.engine.callbacks import Callback
 from workbench.engine.config import RESUMABLE, TrainConfig
 from workbench.engine.device import autocast, needs_grad_scaler, resolve_device
 from workbench.nn.globalbn import convert_global_batchnorm
-from workbench.runs.store import CHECKPOINT, DB_NAME, STOP_FILE, RunReader, RunWriter
+from workbench.runs.store import (CHECKPOINT, DB_NAME, LOCK_FILE, STOP_FILE, RunBusy, RunLock, RunReader,
+                                  RunStoreError, RunWriter, atomic_write, claim_run_dir)
 
 ON_DEVICE_MAX_BYTES = 2 << 30  # datasets up to 2 GiB live on the training device; larger ones stream per batch
 
@@ -59,20 +59,50 @@ def default_run_name(cfg: TrainConfig) -> str:
 
 
 def resolve_run_dir(cfg: TrainConfig) -> Path:
-    """The run directory; refuses to overwrite a run unless resuming, and to resume a run that has no checkpoint."""
-    run_dir = Path(cfg.runs_dir) / (cfg.run_name or default_run_name(cfg))
-    exists = (run_dir / DB_NAME).exists()
-    if cfg.resume:
-        if not (run_dir / CHECKPOINT).exists():
-            raise ConfigError(f"resume: {run_dir} has no checkpoint ({CHECKPOINT}) to resume from; "
-                              f"a run saves one at the end of each epoch")
-        with RunReader(run_dir) as r:
-            if r.status().state == "running":
-                raise ConfigError(f"resume: {run_dir} is still running (its heartbeat is fresh); stop it first")
-    elif exists:
-        raise ConfigError(f"run_name: {run_dir} already holds a run; pass --resume to continue it, or choose "
-                          f"another --run-name")
+    """The run directory of ``cfg`` (not claimed yet: :func:`claim_run` does that)."""
+    runs = Path(cfg.runs_dir)
+    run_dir = runs / (cfg.run_name or default_run_name(cfg))
+    if not run_dir.resolve().is_relative_to(runs.resolve()):  # names are checked already; symlinks are not
+        raise ConfigError(f"run_name: {run_dir} resolves outside the runs folder {runs}")
     return run_dir
+
+
+def claim_run(cfg: TrainConfig, run_dir: Path | None = None) -> tuple[Path, RunLock]:
+    """Claim the run folder before anything else: a new run creates it atomically, a resume checks it has a
+    checkpoint and is not training; either way this process holds the run's lock until it ends."""
+    run_dir = run_dir or resolve_run_dir(cfg)
+    if cfg.resume and not (run_dir / CHECKPOINT).exists():
+        what = "no run folder" if not run_dir.is_dir() else f"no checkpoint ({CHECKPOINT})"
+        raise ConfigError(f"resume: {run_dir} has {what} to resume from; a run saves a checkpoint at the end of "
+                          "each epoch")
+    try:
+        lock = claim_run_dir(run_dir, resume=cfg.resume)
+    except RunBusy as e:
+        raise ConfigError(f"{'resume' if cfg.resume else 'run_name'}: {e}; stop it first") from None
+    except RunStoreError as e:
+        raise ConfigError(f"{'resume' if cfg.resume else 'run_name'}: {e}") from None
+    if cfg.resume:
+        try:
+            if (run_dir / DB_NAME).exists():
+                with RunReader(run_dir) as r:
+                    if r.status().state == "running":  # a writer on another host (the lock is per host)
+                        raise ConfigError(f"resume: {run_dir} is still running (its heartbeat is fresh); stop it "
+                                          "first")
+        except BaseException:
+            lock.release()
+            raise
+    return run_dir, lock
+
+
+def release_unused_run(run_dir: Path, lock: RunLock | None) -> None:
+    """Undo a claim that never became a run (building it failed): the folder goes if it holds nothing else."""
+    if lock is None:
+        return
+    lock.release()
+    leftovers = [p for p in run_dir.iterdir() if p.name != LOCK_FILE] if run_dir.is_dir() else [None]
+    if not leftovers:
+        (run_dir / LOCK_FILE).unlink(missing_ok=True)
+        run_dir.rmdir()
 
 
 class Trainer:
@@ -91,10 +121,19 @@ class Trainer:
         self.device = resolve_device(config.device)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
-        # rank 0 names (and claims) the run directory; the others use the same one
-        self.run_dir = distributed.broadcast_object(run_dir or (resolve_run_dir(config) if self.dist.is_main
-                                                                else None))
-        self.parts = parts = parts or build(config, self.device)
+        # rank 0 names and claims the run directory before anything else; the others use the same one
+        self.run_lock, claimed = None, None
+        if self.dist.is_main:
+            claimed, self.run_lock = claim_run(config, run_dir)
+        self.run_dir = distributed.broadcast_object(claimed)
+        try:
+            self.parts = parts = parts or build(config, self.device)
+        except BaseException:
+            if not config.resume:
+                release_unused_run(self.run_dir, self.run_lock)
+            elif self.run_lock is not None:
+                self.run_lock.release()
+            raise
         self.bundle, self.method = parts.bundle, parts.method
         self.optimizer, self.scheduler = parts.optimizer, parts.scheduler
         self.batch_size, self.steps_per_epoch = parts.batch_size, parts.steps_per_epoch
@@ -147,9 +186,7 @@ class Trainer:
         }
         path = self.checkpoint_path
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)  # the previous checkpoint stays intact until the new one is complete
+        atomic_write(path, lambda f: torch.save(state, f))  # the previous checkpoint stays until this one is whole
 
     def load_checkpoint(self) -> None:
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
@@ -186,6 +223,10 @@ class Trainer:
         if self.dist.enabled:
             meta["world_size"] = self.dist.world_size
         self.writer = RunWriter(self.run_dir, meta) if self.dist.is_main else NullWriter()
+        stop_file = self.run_dir / STOP_FILE
+        if self.dist.is_main and stop_file.exists():  # left by a process that died before it could remove it
+            stop_file.unlink()
+            self.writer.event(self.step, "removed a STOP file left by an earlier process of this run")
         if cfg.resume:
             self.writer.event(self.step, f"resumed from the checkpoint at step {self.step} "
                                          f"(epoch {self.epochs_done})")
@@ -223,9 +264,10 @@ class Trainer:
                 self._call("on_fit_end", status)
             finally:
                 self.writer.close(status, error)
-                stop_file = self.run_dir / STOP_FILE
                 if self.dist.is_main and stop_file.exists():
                     stop_file.unlink()
+                if self.run_lock is not None:
+                    self.run_lock.release()
         metrics = self._last_metrics() if self.dist.is_main else {}
         return TrainResult(self.run_dir, status, self.step, self.epochs_done, metrics)
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.config import MethodOptions, option
+from workbench.config import ConfigError, MethodOptions, option
 from workbench.data.views import translate_flip
 from workbench.methods.base import Method, StepOutput
 from workbench.nn.backbones import block_count, block_features
@@ -43,6 +43,9 @@ class RotNet(Method):
         self.padding = max(1, round(views.config.size / 8)) if padding is None else padding
         self.head = nn.Linear(backbone.out_dim, 4)  # global pooling is the backbone's last layer
         self.probe_blocks = block_count(backbone)
+        if feature_block is not None and not 1 <= feature_block <= self.probe_blocks:
+            raise ConfigError(f"feature_block={feature_block} is not allowed: this backbone has blocks 1.."
+                              f"{self.probe_blocks}")
 
     @classmethod
     def from_config(cls, cfg, backbone, views, bundle):

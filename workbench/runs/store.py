@@ -55,6 +55,70 @@ class RunStoreError(RuntimeError):
     """A run directory is missing, not a run, or unreadable."""
 
 
+class RunBusy(RunStoreError):
+    """Another process holds the run's lock: it is training (or resuming) this run."""
+
+
+LOCK_FILE = ".lock"
+
+
+class RunLock:
+    """The one-writer rule: an OS lock (``flock``) on ``<run>/.lock``, held by the process that trains the run for
+    as long as it lives (the OS drops it when the process ends, even by kill -9), with the holder's pid in the
+    file for the refusal message. Where ``fcntl`` is missing (Windows) the lock is a no-op."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.path = Path(run_dir) / LOCK_FILE
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover  (not on Linux or macOS)
+            return
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(self._fd)
+            self._fd = None
+            raise RunBusy(f"{Path(run_dir)} is being written by process {holder} (it holds {self.path})") from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+
+def claim_run_dir(run_dir: str | os.PathLike, resume: bool = False) -> RunLock:
+    """Make ``run_dir`` this process's run, atomically: a new run creates its folder with ``os.mkdir`` (exactly one
+    of several processes starting the same name at once succeeds) and locks it; a resume locks the existing one.
+    Raises :class:`RunBusy` when another process holds the run, :class:`RunStoreError` when the name is taken."""
+    run_dir = Path(run_dir)
+    runs = run_dir.parent
+    if runs.exists() and not runs.is_dir():
+        raise RunStoreError(f"runs folder {runs} is a file, not a folder")
+    runs.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        try:
+            os.mkdir(run_dir)
+        except FileExistsError:
+            held = "holds a run" if (run_dir / DB_NAME).exists() else "exists (another run may be starting with it)"
+            raise RunStoreError(f"{run_dir} already {held}: choose another name, or resume the run") from None
+        except PermissionError as e:
+            raise RunStoreError(f"cannot create {run_dir}: {e.strerror} (is {runs} writable?)") from None
+    elif not run_dir.is_dir():
+        raise RunStoreError(f"{run_dir} is not a run folder")
+    try:
+        return RunLock(run_dir)
+    except PermissionError as e:
+        raise RunStoreError(f"cannot lock {run_dir}: {e.strerror} (is it writable?)") from None
+
+
 def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
     if readonly:
         if not path.exists():
@@ -69,13 +133,34 @@ def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
     return con
 
 
+def atomic_write(path: Path, write) -> None:
+    """``write(file)`` into a temporary file beside ``path`` (unique to this process), fsync it, rename it over
+    ``path`` and fsync the folder: a crash or a power loss leaves the old file or the new one, never a part. A
+    failed write (e.g. a full disk) removes the temporary file and raises."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # pragma: no cover  (folders cannot be opened on Windows)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(data))
 
 
 class RunWriter:

@@ -1,0 +1,92 @@
+"""Issue 15: no write outside the runs folder, one writer per run, nothing left behind by a failed start, a
+checkpoint that is whole or absent."""
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import workbench
+from workbench import ConfigError
+from workbench.runs import RunReader
+
+BAD_NAMES = ["../escape", "/tmp/abs-run", "..", ".", ".hidden", "a/b", "x" * 101, "tab\tname", "sp ace", "q?x", ""]
+GOOD_NAMES = ["run-1", "simclr_tau0.2", "A.b-c_d", "x" * 100]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_bad_run_names_are_refused_before_anything_is_written(name, runs_dir, tmp_path, capsys):
+    from workbench.cli import main
+
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["train", "--run-name", name, "--runs-dir", str(runs_dir), "--epochs", "1", "--progress",
+                 "false"]) == 2
+    assert "run_name=" in capsys.readouterr().err
+    assert not list(runs_dir.iterdir()) and sorted(p.name for p in tmp_path.iterdir()) == before
+    with pytest.raises(ConfigError, match="run_name"):  # notebooks and the app's form build the same config
+        workbench.TrainConfig(run_name=name)
+
+
+@pytest.mark.parametrize("name", GOOD_NAMES)
+def test_good_run_names_are_accepted(name):
+    assert workbench.TrainConfig(run_name=name).run_name == name
+
+
+def test_a_run_name_that_resolves_outside_the_runs_folder_is_refused(quick, runs_dir, tmp_path):
+    (runs_dir / "link").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    with pytest.raises(ConfigError, match="outside the runs folder"):
+        workbench.train(quick(run_name="link"))
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_two_runs_started_together_with_one_name_give_one_winner(runs_dir):
+    """Started at the same moment, several times: exactly one trains, the others are refused by name, and the
+    store holds exactly one run's steps."""
+    cmd = [sys.executable, "-m", "workbench", "train", "--epochs", "1", "--batch-size", "256", "--progress",
+           "false", "--runs-dir", str(runs_dir), "--probe-size", "50"]
+    for trial in range(2):
+        name = f"same{trial}"
+        procs = [subprocess.Popen(cmd + ["--run-name", name], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for _ in range(3)]
+        results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+        codes = sorted(rc for rc, _ in results)
+        assert codes == [0, 2, 2], results
+        assert all("already" in err or "being written by process" in err for rc, err in results if rc == 2)
+        with RunReader(runs_dir / name) as r:
+            steps = r.scalar("loss").index.tolist()
+            assert steps == list(range(1, len(steps) + 1)) and r.status().state == "finished"
+
+
+def test_a_failed_build_leaves_no_run_folder_behind(quick, runs_dir):
+    with pytest.raises((ConfigError, ValueError), match="feature_block"):
+        workbench.train(quick(method="rotnet", feature_block=99, run_name="bad-block"))
+    assert not (runs_dir / "bad-block").exists()
+    workbench.train(quick(method="rotnet", run_name="bad-block"))  # the name is free
+
+
+def test_a_leftover_stop_file_does_not_stop_the_resume(quick, runs_dir):
+    first = workbench.train(quick(epochs=1, run_name="resumed"))
+    (first.run_dir / "STOP").touch()  # as if the stopping process had been killed before removing it
+    again = workbench.train(quick(epochs=2, run_name="resumed", resume=True))
+    assert again.status == "finished" and again.epochs_done == 2
+    with RunReader(again.run_dir) as r:
+        assert "removed a STOP file" in " ".join(r.events()["message"])
+
+
+def test_a_checkpoint_write_that_fails_leaves_the_previous_one_and_no_temp_file(quick, monkeypatch):
+    from workbench.engine.trainer import Trainer
+
+    trainer = Trainer(quick(epochs=1, run_name="disk"))
+    trainer.fit()
+    path = trainer.checkpoint_path
+    good = path.read_bytes()
+
+    def full_disk(obj, f, *a, **kw):
+        f.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        trainer.save_checkpoint()
+    assert path.read_bytes() == good
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
