@@ -90,3 +90,65 @@ def test_a_checkpoint_write_that_fails_leaves_the_previous_one_and_no_temp_file(
         trainer.save_checkpoint()
     assert path.read_bytes() == good
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "random", "empty dict", "folder"])
+def test_resume_from_a_damaged_checkpoint_is_one_clear_line(damage, runs_dir):
+    import os
+
+    from workbench.cli import main
+
+    args = ["--runs-dir", str(runs_dir), "--run-name", "r", "--progress", "false", "--probe-size", "50"]
+    assert main(["train", "--epochs", "1", *args]) == 0
+    ckpt = runs_dir / "r" / "checkpoints" / "last.pt"
+    good = ckpt.read_bytes()
+    if damage == "folder":
+        ckpt.unlink()
+        ckpt.mkdir()
+    else:
+        ckpt.write_bytes({"empty": b"", "truncated": good[: len(good) // 3], "random": os.urandom(4096)}.get(damage)
+                         or b"")
+        if damage == "empty dict":
+            torch.save({}, ckpt)
+    p = subprocess.run([sys.executable, "-m", "workbench", "train", "--resume", "--epochs", "2", *args],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert "is not a readable checkpoint" in p.stderr.splitlines()[-1]
+    # the failed resume released its claim: a repaired checkpoint resumes at once
+    if damage == "folder":
+        ckpt.rmdir()
+    ckpt.write_bytes(good)
+    assert main(["train", "--resume", "--epochs", "2", *args]) == 0
+
+
+def test_a_store_with_malformed_meta_is_listed_as_unreadable_and_the_rest_still_work(quick, runs_dir):
+    import sqlite3
+
+    from workbench.cli import main
+    from workbench.runs import list_runs
+
+    workbench.train(quick(run_name="good"))
+    workbench.train(quick(run_name="odd"))
+    con = sqlite3.connect(runs_dir / "odd" / "run.db")
+    con.execute("UPDATE meta SET value = '\"just text\"' WHERE key = 'config'")
+    con.execute("UPDATE meta SET value = '\"yesterday\"' WHERE key = 'created'")
+    con.commit()
+    con.close()
+    df = list_runs(runs_dir).set_index("name")
+    assert df.loc["good", "status"] == "finished"
+    assert df.loc["odd", "status"] == "unreadable" and "not a mapping" in df.loc["odd", "problem"]
+    assert main(["runs", "--runs-dir", str(runs_dir)]) == 0
+
+
+def test_an_unexpected_error_is_one_line_unless_debug(monkeypatch, capsys):
+    from workbench import cli
+
+    def boom(args):
+        raise RuntimeError("something odd\nsecond line")
+
+    monkeypatch.setattr(cli, "cmd_datasets", boom)
+    assert cli.main(["datasets"]) == 1
+    err = capsys.readouterr().err
+    assert "RuntimeError: something odd" in err and "--debug" in err and "Traceback" not in err
+    with pytest.raises(RuntimeError):
+        cli.main(["datasets", "--debug"])

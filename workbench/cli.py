@@ -116,6 +116,9 @@ def cmd_train(args) -> int:
     except NonFiniteLoss as e:
         print(f"workbench train: {e}", file=sys.stderr)
         return 3
+    except ConfigError as e:  # found once training starts (e.g. a checkpoint that cannot be resumed)
+        print(f"workbench train: {e}", file=sys.stderr)
+        return 2
     finally:
         distributed.shutdown(clean)
     m = result.metrics
@@ -262,7 +265,8 @@ def cmd_datasets(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="workbench", description="The contrastive-learning workbench.")
+    p = argparse.ArgumentParser(prog="workbench", description="The contrastive-learning workbench.",
+                                epilog="--debug anywhere on the line: show the full traceback of an error")
     sub = p.add_subparsers(dest="command")
     t = sub.add_parser("train", help="train a self-supervised model (every option has a default)")
     _add_config_options(t)
@@ -313,12 +317,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every failure ends in one line on stderr and a nonzero exit; ``--debug`` (anywhere) shows the traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:
+        if debug:
+            raise
+        what = str(e).splitlines()[0] if str(e) else ""
+        print(f"workbench {args.command}: {type(e).__name__}: {what}\n(run it again with --debug to see the "
+              "traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -189,8 +189,19 @@ class Trainer:
         atomic_write(path, lambda f: torch.save(state, f))  # the previous checkpoint stays until this one is whole
 
     def load_checkpoint(self) -> None:
-        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
-        saved, now = TrainConfig.from_dict(state["config"]).to_dict(), self.cfg.to_dict()
+        path = self.checkpoint_path
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+            missing = {"config", "model", "optimizer", "scheduler", "scaler", "step", "epochs_done", "order_gen",
+                       "aug_gen"} - set(state if isinstance(state, dict) else ())
+            if missing:
+                raise ValueError(f"it has no {', '.join(sorted(missing))}")
+            saved = TrainConfig.from_dict(state["config"]).to_dict()
+        except Exception as e:  # truncated, empty, random bytes, {} or a folder in its place
+            why = str(e).splitlines()[0].split(". ")[0][:160] if str(e) else type(e).__name__
+            raise ConfigError(f"resume: {path} is not a readable checkpoint ({why}); restore it or start a new "
+                              "run") from e
+        now = self.cfg.to_dict()
         for key in sorted(set(saved) | set(now)):
             if key not in RESUMABLE and saved.get(key) != now.get(key):
                 raise ConfigError(f"resume: {key}={now.get(key)!r} differs from the run's {saved.get(key)!r}; "
@@ -215,7 +226,12 @@ class Trainer:
     def fit(self) -> TrainResult:
         cfg = self.cfg
         if cfg.resume:
-            self.load_checkpoint()
+            try:
+                self.load_checkpoint()
+            except BaseException:
+                if self.run_lock is not None:
+                    self.run_lock.release()
+                raise
         meta = {"method": cfg.method, "task": cfg.task.name, "dataset": cfg.dataset, "config": cfg.to_dict(),
                 "device": str(self.device), **self.parts.model_info, "steps_per_epoch": self.steps_per_epoch,
                 "total_steps": self.steps_per_epoch * cfg.epochs, "epoch": self.epochs_done,

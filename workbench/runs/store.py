@@ -102,20 +102,23 @@ def claim_run_dir(run_dir: str | os.PathLike, resume: bool = False) -> RunLock:
     runs = run_dir.parent
     if runs.exists() and not runs.is_dir():
         raise RunStoreError(f"runs folder {runs} is a file, not a folder")
-    runs.mkdir(parents=True, exist_ok=True)
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunStoreError(f"cannot create the runs folder {runs}: {e.strerror}") from None
     if not resume:
         try:
             os.mkdir(run_dir)
         except FileExistsError:
             held = "holds a run" if (run_dir / DB_NAME).exists() else "exists (another run may be starting with it)"
             raise RunStoreError(f"{run_dir} already {held}: choose another name, or resume the run") from None
-        except PermissionError as e:
+        except OSError as e:
             raise RunStoreError(f"cannot create {run_dir}: {e.strerror} (is {runs} writable?)") from None
     elif not run_dir.is_dir():
         raise RunStoreError(f"{run_dir} is not a run folder")
     try:
         return RunLock(run_dir)
-    except PermissionError as e:
+    except OSError as e:
         raise RunStoreError(f"cannot lock {run_dir}: {e.strerror} (is it writable?)") from None
 
 
@@ -386,7 +389,10 @@ class RunReader:
 
     @property
     def config(self) -> dict:
-        return self.meta.get("config") or {}
+        config = self.meta.get("config") or {}
+        if not isinstance(config, dict):
+            raise RunStoreError(f"{self.run_dir}: the stored config is not a mapping ({type(config).__name__})")
+        return config
 
     @property
     def name(self) -> str:
@@ -505,14 +511,18 @@ def list_runs(runs_dir: str | os.PathLike = "runs", stale_after: float = STALE_A
         try:
             with RunReader(d, stale_after=stale_after) as r:
                 m, st, last = r.meta, r.status(), r.last_scalars()
+            if not isinstance(m.get("config") or {}, dict):
+                raise ValueError(f"its stored config is not a mapping ({type(m['config']).__name__})")
+            if not isinstance(m.get("created") or 0, (int, float)):
+                raise ValueError(f"its creation time is not a number ({m['created']!r})")
             rows.append({"name": d.name, "method": m.get("method"), "dataset": m.get("dataset"),
                          "status": st.state, "step": st.step, "epoch": m.get("epoch"),
                          "epochs": (m.get("config") or {}).get("epochs"), "loss": last.get("loss"),
                          "knn_acc": last.get("knn_acc"), "psnr": last.get("psnr"),
                          "created": m.get("created"), "error": st.error,
                          "path": str(d), "problem": ""})
-        except (RunStoreError, sqlite3.Error, ValueError) as e:
-            rows.append({"name": d.name, "status": "unreadable", "path": str(d), "problem": str(e)})
+        except (RunStoreError, sqlite3.Error, ValueError, TypeError, AttributeError) as e:
+            rows.append({"name": d.name, "status": "unreadable", "path": str(d), "problem": f"cannot be read: {e}"})
     cols = ["name", "method", "dataset", "status", "step", "epoch", "epochs", "loss", "knn_acc", "psnr", "created",
             "error", "path", "problem"]
     return pd.DataFrame(rows, columns=cols)
