@@ -1,22 +1,29 @@
 """Method zoo: every workbench method, and lightly's SimCLR / MoCo / SwAV, for the same wall-clock budget.
 
 Each contender trains on the same seeded random subset of Fashion-MNIST (28x28 grayscale, default 10,000
-training images, the subset ``TrainConfig(subset=..., seed=0)`` draws), batch 256, on the CPU, with the same
-backbone (``workbench.nn.SmallConvNet(in_channels=1)``, same initial weights: built after ``torch.manual_seed(0)``
-exactly as the engine builds it) and the same optimiser (AdamW, lr 1e-3, weight decay 1e-4, the workbench's
-per-step schedule: 1 warm-up epoch, then cosine over ``--epochs`` epochs, default 100, so that within a budget of
-a few minutes the learning rate stays near its peak). It trains until ``--budget`` seconds of wall clock
-(default 120) are used, then stops after the step in flight.
+training images, the subset ``TrainConfig(subset=..., seed=0)`` draws), on the CPU, with the same backbone
+(``workbench.nn.SmallConvNet(in_channels=1)``, same initial weights: built after ``torch.manual_seed(0)`` exactly
+as the engine builds it) and, unless the method declares its own (``Method.common_defaults``, see below), the same
+batch (256) and optimiser (AdamW, lr 1e-3, weight decay 1e-4, the workbench's per-step schedule: 1 warm-up epoch,
+then cosine over ``--epochs`` epochs, default 100, so that within a budget of a few minutes the learning rate stays
+near its peak). It trains until ``--budget`` seconds of wall clock (default 120) are used, then stops after the
+step in flight.
+
+A method that declares its paper's values of these common options (``common_defaults``: DEPICT's Adam lr 1e-3
+without decay, batch 100, a 60-epoch schedule) runs with them, as a plain ``workbench train --method ...`` would:
+the table's "batch" and "optimiser" columns say what each row used, and its images/s are counted at that batch.
+The same holds for the methods' own options: G-SimCLR's and DEPICT's autoencoder pre-training runs for their own
+``--pretrain-epochs`` (5 and 20) unless ``--pretrain-epochs`` here says otherwise.
 
 * workbench (simclr, moco, swav, rotnet, gsimclr, depict): the real engine, ``Trainer(TrainConfig(method=...,
   dataset="fashion-mnist", backbone="convnet", device="cpu", subset=..., progress=False), callbacks=[Budget])``
-  with every method's own defaults (tau 0.2; MoCo symmetric with split-BN, queue 4096, m 0.99; SwAV 30
-  prototypes, 2 x 28 px + 2 x 16 px crops, prototypes frozen for the first epoch; G-SimCLR and DEPICT start
-  with 5 epochs of autoencoder pre-training). Live diagnostics, run-store writes and checkpoints run as in any
-  training and count in the budget; the engine's per-epoch evaluation (``EpochEvaluation``) is removed so that
-  it does not (the budget rarely ends on an epoch boundary, so the metrics below are computed on the final
-  model after the stop instead). The ``Budget`` callback sets ``trainer.stop_event`` once the budget is used;
-  the run ends ``stopped``.
+  with every method's own defaults (its own temperature; MoCo symmetric with split-BN, queue capped below the
+  training set, m 0.99; SwAV 30 prototypes, 2 x 28 px + 2 x 16 px crops, prototypes frozen for the first epoch;
+  G-SimCLR and DEPICT start with their autoencoder pre-training). Live diagnostics, run-store writes and
+  checkpoints run as in any training and count in the budget; the engine's per-epoch evaluation
+  (``EpochEvaluation``) is removed so that it does not (the budget rarely ends on an epoch boundary, so the
+  metrics below are computed on the final model after the stop instead). The ``Budget`` callback sets
+  ``trainer.stop_event`` once the budget is used; the run ends ``stopped``.
 * lightly (SimCLR, MoCo, SwAV): lightly's own pieces in the plain loop of its examples, over a
   ``DataLoader`` of PIL images (``num_workers=0``), hyper-parameters matched to the workbench defaults where
   lightly exposes them:
@@ -49,6 +56,7 @@ costs whoever runs at that moment; the 1-minute load average is printed for each
 end of the script. Total time is about (number of contenders) x budget + evaluation.
 
     python benchmarks/zoo.py [--budget 120] [--subset 10000] [--methods simclr,moco,...] [--no-lightly] [--quick]
+                             [--dataset digits|fashion-mnist] [--pretrain-epochs N]
 """
 from __future__ import annotations
 
@@ -71,6 +79,7 @@ WORKBENCH_METHODS = ["simclr", "moco", "swav", "rotnet", "gsimclr", "depict"]
 LIGHTLY_METHODS = ["simclr", "moco", "swav"]
 BATCH = 256
 LR, WD, TAU = 1e-3, 1e-4, 0.2  # AdamW and the workbench's default temperature (TrainConfig.tau)
+OPTIMIZER = "adamw"
 KNN_K, KNN_T = 200, 0.1
 SEED = 0
 
@@ -88,6 +97,8 @@ class Result:
     load_start: float = float("nan")
     metrics: dict = field(default_factory=dict)
     notes: str = ""
+    batch: int = BATCH
+    optimizer: str = f"{OPTIMIZER} lr {LR:g} wd {WD:g}"
 
     @property
     def rate_median(self) -> float:
@@ -95,7 +106,7 @@ class Result:
 
     @property
     def rate_overall(self) -> float:
-        return self.steps * BATCH / self.train_s if self.train_s else float("nan")
+        return self.steps * self.batch / self.train_s if self.train_s else float("nan")
 
 
 def load1() -> float:
@@ -153,24 +164,38 @@ def same_weights(a: nn.Module, b: nn.Module) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ workbench
-def run_workbench(method: str, args, runs_dir: str, reference: nn.Module) -> tuple[Result, object]:
+def zoo_config(method: str, args, runs_dir: str):
+    """The run's configuration: the zoo's shared batch / optimiser / schedule length, except where the method
+    declares its own (``Method.common_defaults``), which it keeps as a plain ``workbench train`` would."""
     from workbench import TrainConfig
+    from workbench.engine.registry import method_class
+
+    shared = dict(epochs=args.epochs, batch_size=BATCH, optimizer=OPTIMIZER, lr=LR, weight_decay=WD)
+    own = method_class(method).common_defaults
+    cfg = TrainConfig(method=method, dataset=args.dataset, backbone="convnet", device="cpu", subset=args.subset,
+                      seed=SEED, progress=False, runs_dir=runs_dir, run_name=method,
+                      **{k: v for k, v in shared.items() if k not in own})
+    if args.pretrain_epochs is not None and method in ("gsimclr", "depict"):  # their autoencoder stage
+        cfg = cfg.replace(pretrain_epochs=args.pretrain_epochs)
+    return cfg
+
+
+def run_workbench(method: str, args, runs_dir: str, reference: nn.Module) -> tuple[Result, object]:
     from workbench.engine.build import build
     from workbench.engine.callbacks import LiveDiagnostics
     from workbench.engine.trainer import Trainer
     from workbench.runs.store import RunReader
 
-    res = Result(f"workbench {method}", load_start=load1())
-    cfg = TrainConfig(method=method, dataset=args.dataset, backbone="convnet", device="cpu", subset=args.subset,
-                      epochs=args.epochs, batch_size=BATCH, optimizer="adamw", lr=LR, weight_decay=WD, seed=SEED,
-                      progress=False, runs_dir=runs_dir, run_name=method)
-    if method in ("gsimclr", "depict"):  # their autoencoder stage, sized to the budget (their defaults: 5 and 20)
-        cfg = cfg.replace(pretrain_epochs=args.pretrain_epochs)
+    cfg = zoo_config(method, args, runs_dir)
+    res = Result(f"workbench {method}", load_start=load1(), batch=cfg.batch_size,
+                 optimizer=f"{cfg.optimizer} lr {cfg.lr:g} wd {cfg.weight_decay:g}")
     budget = Budget(args.budget)
     # the live diagnostics every run has, not the per-epoch evaluation: the benchmark scores each method itself
     parts = build(cfg, torch.device("cpu"), callbacks=[LiveDiagnostics(cfg.log_every, cfg.hist_bins)])
     trainer = Trainer(cfg, callbacks=[budget], parts=parts)
-    if not same_weights(trainer.method.backbone, reference):
+    if type(trainer.method.backbone) is not type(reference):  # a method with its own encoder (DEPICT's official)
+        res.notes = f"own encoder ({type(trainer.method.backbone).__name__}); "
+    elif not same_weights(trainer.method.backbone, reference):
         res.notes = "initial backbone differs from the reference! "
     result = trainer.fit()
     res.train_s = budget.t_end - budget.t0
@@ -354,15 +379,17 @@ def fmt(x, spec: str) -> str:
 
 def row(r: Result) -> list:
     m = r.metrics
-    return [r.name, f"{r.epochs:.1f}", r.steps, fmt(r.rate_median, ",.0f"), fmt(r.rate_overall, ",.0f"),
-            fmt(r.last_loss, ".3f"), fmt(m.get("knn_acc"), ".2%"), fmt(m.get("kmeans_acc"), ".2%"),
-            fmt(m.get("kmeans_nmi"), ".3f"), fmt(m.get("kmeans_ari"), ".3f"), fmt(m.get("cluster_acc"), ".2%"),
-            fmt(m.get("cluster_nmi"), ".3f"), fmt(m.get("cluster_ari"), ".3f"), f"{r.load_start:.2f}", r.notes]
+    base = r.status == "baseline"
+    return [r.name, "—" if base else r.batch, "—" if base else r.optimizer, f"{r.epochs:.1f}", r.steps,
+            fmt(r.rate_median, ",.0f"), fmt(r.rate_overall, ",.0f"), fmt(r.last_loss, ".3f"),
+            fmt(m.get("knn_acc"), ".2%"), fmt(m.get("kmeans_acc"), ".2%"), fmt(m.get("kmeans_nmi"), ".3f"),
+            fmt(m.get("kmeans_ari"), ".3f"), fmt(m.get("cluster_acc"), ".2%"), fmt(m.get("cluster_nmi"), ".3f"),
+            fmt(m.get("cluster_ari"), ".3f"), f"{r.load_start:.2f}", r.notes]
 
 
-HEADERS = ["contender", "epochs", "steps", "img/s (median step)", "img/s (overall)", "last loss", "kNN acc",
-           "k-means ACC", "k-means NMI", "k-means ARI", "cluster ACC", "cluster NMI", "cluster ARI", "load at start",
-           "notes"]
+HEADERS = ["contender", "batch", "optimiser", "epochs", "steps", "img/s (median step)", "img/s (overall)", "last loss",
+           "kNN acc", "k-means ACC", "k-means NMI", "k-means ARI", "cluster ACC", "cluster NMI", "cluster ARI",
+           "load at start", "notes"]
 
 
 def head_to_head(results: dict[str, Result]) -> str:
@@ -398,9 +425,9 @@ def main(argv=None) -> str:
                                                            "the budget normally stops training long before")
     p.add_argument("--quick", action="store_true", help="budget 20 s and subset 2000 (for development)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--pretrain-epochs", type=float, default=1.0,
-                   help="G-SimCLR's and DEPICT's autoencoder epochs before their main stage (default 1: a CPU budget "
-                        "of minutes cannot hold their defaults)")
+    p.add_argument("--pretrain-epochs", type=float, default=None,
+                   help="G-SimCLR's and DEPICT's autoencoder epochs before their main stage (default: each method's "
+                        "own, 5 and 20; a CPU budget of a couple of minutes may need fewer)")
     p.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "digits"),
                    help="the data (default fashion-mnist; digits: 8x8, the subset is the whole training split)")
     args = p.parse_args(argv)
@@ -446,7 +473,8 @@ def main(argv=None) -> str:
     wb = [row(r) for n, r in results.items() if not n.startswith("lightly")]
     lt = [row(r) for n, r in results.items() if n.startswith("lightly")]
     text = (f"### Method zoo on {args.dataset}, CPU: {args.budget:.0f} s of training per contender "
-            f"({len(bundle.train)} train images, batch {BATCH}, SmallConvNet, AdamW lr {LR:g} wd {WD:g})\n\n"
+            f"({len(bundle.train)} train images, SmallConvNet; batch {BATCH}, AdamW lr {LR:g} wd {WD:g} unless the "
+            "method declares its own: see the batch and optimiser columns)\n\n"
             + markdown_table(HEADERS, wb + lt))
     h2h = head_to_head(results)
     if h2h:
@@ -454,10 +482,11 @@ def main(argv=None) -> str:
     text += (f"\n\nContenders ran one after the other, each for its own {args.budget:.0f} s (not interleaved); "
              "'load at start' is the 1-minute load average when it started, "
              f"this script's own {args.threads} threads "
-             f"included.\nepochs = steps / {len(bundle.train) // BATCH} steps per epoch. img/s (median step): "
+             "included.\nepochs = steps / the steps per epoch at the row's batch. img/s (median step): "
              "median over "
              "steps of the per-step rate (workbench: the logged img_per_s; lightly: batch fetch incl. per-image "
-             "transforms through the optimiser step); img/s (overall): images trained / training wall time "
+             "transforms through the optimiser step); img/s (overall): images trained (steps x the row's batch) / "
+             "training wall time "
              "(workbench incl. live diagnostics, run-store writes and checkpoints). kNN: weighted, "
              f"k={KNN_K}, t={KNN_T}, backbone features of the {len(bundle.test)} test images against the "
              f"{len(bundle.memory)} training images, final model. k-means: 10 clusters of the L2-normalised test "

@@ -213,3 +213,28 @@ def test_depict_clusters_digits(quick):
           f"{acc.iloc[-1]:.4f}, NMI {nmi.iloc[-1]:.4f}")
     assert acc.iloc[-1] >= kmeans_at_init + 0.1
     assert nmi.iloc[-1] > 0.5
+
+
+def test_zoo_runs_each_method_at_its_own_common_defaults(tmp_path, monkeypatch):
+    """benchmarks/zoo.py: DEPICT keeps its declared Adam / batch 100 / 60 epochs and its own pre-training; the others
+    get the zoo's shared AdamW, batch 256; each row's images/s are counted at the batch it used."""
+    import argparse
+    import importlib
+    from pathlib import Path
+
+    from workbench.methods.depict import DEPICT
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    zoo = importlib.import_module("zoo")
+    args = argparse.Namespace(dataset="digits", subset=10000, epochs=100, pretrain_epochs=None)
+    d = zoo.zoo_config("depict", args, str(tmp_path))
+    assert {k: getattr(d, k) for k in DEPICT.common_defaults} == DEPICT.common_defaults
+    assert (d.batch_size, d.optimizer, d.weight_decay, d.epochs) == (100, "adam", 0.0, 60)
+    assert d.pretrain_epochs == 20  # DEPICT's own, not a zoo-wide 1
+    s = zoo.zoo_config("simclr", args, str(tmp_path))
+    assert (s.batch_size, s.optimizer, s.lr, s.weight_decay, s.epochs) == (256, "adamw", 1e-3, 1e-4, 100)
+    g = zoo.zoo_config("gsimclr", argparse.Namespace(**{**vars(args), "pretrain_epochs": 2.0}), str(tmp_path))
+    assert g.pretrain_epochs == 2.0 and g.batch_size == 256
+    r = zoo.Result("x", steps=10, train_s=1.0, batch=d.batch_size)
+    assert r.rate_overall == pytest.approx(1000.0)
+    assert zoo.row(r)[1] == 100 and "adam" in zoo.row(zoo.Result("x", optimizer="adam lr 0.001 wd 0"))[2]
