@@ -14,7 +14,8 @@ from layouts import run_created
 
 REFRESH = "2s"
 PAGE_TITLES = {"runs": "Runs", "curves": "Training curves", "scores": "Pos/neg scores", "embeddings": "Embeddings",
-               "clusters": "Clusters", "images": "Images"}  # page key (Task.pages) -> title in the sidebar
+               "clusters": "Clusters", "probes": "Probes",
+               "images": "Images"}  # page key (Task.pages) -> title in the sidebar
 
 
 def runs_dir() -> str:

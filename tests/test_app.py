@@ -20,7 +20,7 @@ from workbench.runs import RunReader, RunWriter
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "Home.py")
 PAGES = ["views/runs.py", "views/curves.py", "views/scores.py", "views/embeddings.py", "views/clusters.py",
-         "views/images.py"]
+         "views/probes.py", "views/images.py"]
 
 
 @pytest.fixture(scope="module")
@@ -298,3 +298,153 @@ def test_an_old_runs_flat_config_opens_on_every_page_and_loads(good_dir):
         assert not at.exception, (page, at.exception)
     at = app_on(good_dir, "views/scores.py")
     assert any("tau 0.2" in c.value for c in at.caption)  # the status line reads the old config
+
+
+# ---------------------------------------------------------------------------------------------- the Probes page
+@pytest.fixture(scope="module")
+def evaluated_run(trained_run, tmp_path_factory):
+    """The trained run, copied and probed by `workbench eval` (every probe, few draws and episodes)."""
+    from workbench.engine.evaluate import evaluate_run
+
+    d = tmp_path_factory.mktemp("evaluated") / "good"
+    shutil.copytree(trained_run, d)
+    result = evaluate_run(d, draws=2, episodes=20, progress=False)
+    return d, result
+
+
+def test_probes_page_draws_what_workbench_eval_wrote(tmp_path, evaluated_run):
+    run, result = evaluated_run
+    shutil.copytree(run, tmp_path / "good")
+    at = app_on(tmp_path, "views/probes.py")
+    assert not at.exception, at.exception
+    figs = specs(at)
+    s = result.scalars
+    budgets = figs["accuracy against labels per class"]
+    lines = {t["name"]: t for t in budgets["data"] if not t.get("fill")}
+    assert set(lines) == {"linear", "naive Bayes", "kNN"}
+    assert [t["name"] for t in budgets["data"] if t.get("fill")] == ["linear ±std", "naive Bayes ±std", "kNN ±std"]
+    assert budgets["layout"]["xaxis"]["type"] == "log" and budgets["layout"]["xaxis"]["ticktext"][-1] == "all"
+    linear = lines["linear"]
+    ns = [n for n in (1, 2, 5, 10, 20, 50) if f"linear_acc@{n}" in s]
+    assert values(linear["x"])[:-1] == ns  # the budgets, then "all"
+    assert values(linear["y"]) == pytest.approx([s[f"linear_acc@{n}"] for n in ns] + [s["linear_acc"]])
+    assert values(lines["naive Bayes"]["y"])[0] == pytest.approx(s["nb_acc@1"])
+    fewshot = figs["few-shot accuracy (95% interval)"]["data"][0]
+    assert list(fewshot["x"]) == ["5-way 1-shot", "5-way 5-shot"]
+    assert values(fewshot["y"]) == pytest.approx([s["fewshot_5w1s_acc"], s["fewshot_5w5s_acc"]])
+    assert values(fewshot["error_y"]["array"]) == pytest.approx([s[f"fewshot_5w{k}s_acc_ci95"] for k in (1, 5)])
+    blocks = figs["linear probe on each backbone block"]["data"][0]
+    assert list(blocks["x"]) == [f"block {i}" for i in range(1, 5)]
+    assert values(blocks["y"]) == pytest.approx([s[f"linear_acc_block{i}"] for i in range(1, 5)])
+    spectrum = figs["singular values of the features"]
+    assert spectrum["layout"]["yaxis"]["type"] == "log"
+    evald = [t for t in spectrum["data"] if t["name"].startswith("good · eval")][0]
+    assert len(values(evald["y"])) == len(result.spectrum)
+    assert f"(RankMe {s['rankme']:.1f})" in evald["name"]
+    assert [m.value for m in at.metric] == [f"{s['rankme']:.1f}"]
+    assert any(c.value.startswith(f"Evaluated at step {result.step} (epoch 2)") for c in at.caption)
+    assert [b.label for b in at.button] == ["Evaluate again"]
+    text = " ".join(m.value for m in at.markdown)
+    for hint in ("should win at the smallest budgets", "Dimensional collapse", "RankMe", "middle blocks beat the last",
+                 "95% interval"):
+        assert hint in text
+    # several runs overlaid: colour = probe, dash = run
+    shutil.copytree(run, tmp_path / "good-copy")
+    at = app_on(tmp_path, "views/probes.py")
+    at.sidebar.selectbox[0].select("good").run()
+    at.sidebar.multiselect[0].set_value(["good-copy"]).run()
+    assert not at.exception
+    figs = specs(at)
+    names = [t["name"] for t in figs["accuracy against labels per class"]["data"] if not t.get("fill")]
+    assert names == [f"{r} · {p}" for r in ("good", "good-copy") for p in ("linear", "naive Bayes", "kNN")]
+    assert [t["name"] for t in figs["few-shot accuracy (95% interval)"]["data"]] == ["good", "good-copy"]
+
+
+def test_probes_page_runs_workbench_eval_with_progress_and_refreshes(good_dir):
+    from workbench.engine import launch
+
+    at = app_on(good_dir, "views/probes.py")
+    assert not at.exception
+    assert any("has not been evaluated yet" in i.value for i in at.info)
+    assert "accuracy against labels per class" not in specs(at)
+    at.multiselect(key="eval_probes").set_value(["linear", "nb", "spectrum"])
+    at.number_input(key="eval_draws").set_value(1)
+    at.number_input(key="eval_episodes").set_value(10)
+    at.button(key="eval_button").click().run()
+    assert not at.exception, at.exception
+    assert any("`workbench eval` is running on `good`" in i.value for i in at.info)
+    assert [b.label for b in at.button] == []  # no second start from the page while it runs
+    with pytest.raises(launch.EvalRunning):  # nor from anywhere else
+        launch.start_eval(good_dir / "good")
+    deadline = time.time() + 240
+    while time.time() < deadline and launch.eval_status(good_dir / "good").state == "running":
+        time.sleep(1)
+    at.run()  # the fragment's refresh
+    assert not at.exception
+    status = launch.eval_status(good_dir / "good")
+    assert status.state == "finished", status.last_lines()
+    assert any("workbench eval` finished on `good`" in m.value for m in at.success)
+    log = (good_dir / "good" / "eval.log").read_text()
+    assert "--probes linear,nb,spectrum --draws 1 --episodes 10" in log and "written to" in log
+    figs = specs(at)
+    lines = [t for t in figs["accuracy against labels per class"]["data"] if not t.get("fill")]
+    assert [len(values(t["x"])) for t in lines] == [1, 1, 1]  # all labels only: the budgets were not asked for
+    assert "few-shot accuracy (95% interval)" not in figs
+    assert any(t["name"].startswith("good · eval") for t in figs["singular values of the features"]["data"])
+    assert [b.label for b in at.button] == ["Evaluate again"]
+
+
+def test_probes_page_says_why_an_evaluation_failed(good_dir):
+    from workbench.engine import launch
+
+    (good_dir / "good" / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
+    launch.start_eval(good_dir / "good")
+    deadline = time.time() + 120
+    while time.time() < deadline and launch.eval_status(good_dir / "good").state == "running":
+        time.sleep(0.5)
+    at = app_on(good_dir, "views/probes.py")
+    assert not at.exception
+    [error] = [e.value for e in at.error]
+    assert "failed (exit code 2)" in error and "cannot read the checkpoint" in error
+    assert [b.label for b in at.button] == ["Run workbench eval"]  # try again
+
+
+def test_probes_page_without_checkpoint_and_with_the_spectrum_over_training(tmp_path):
+    w = RunWriter(tmp_path / "young", {"method": "simclr", "dataset": "digits", "epoch": 0})
+    rng = np.random.default_rng(0)
+    spectra = {}
+    for step, rank in ((0, 4), (5, 8), (10, 12)):
+        s = np.sort(rng.uniform(0.01, 0.3, 16))[::-1] * (np.arange(16) < rank)  # zeros past the rank: collapse
+        spectra[step] = s
+        w.add_arrays(step, "spectrum", {"epoch": step // 5, "source": "training", "rankme": float(rank), "n": 100},
+                     singular_values=s)
+        if step:
+            w.log(step, {"online_linear_acc": 0.1 * step, "loss": 1.0})
+    at = app_on(tmp_path, "views/probes.py")
+    assert not at.exception, at.exception
+    assert any("has no checkpoint yet" in i.value and "finished epoch" in i.value for i in at.info)
+    assert not at.button
+    figs = specs(at)
+    heat = figs["young: spectrum over training"]["data"][0]
+    assert list(heat["x"]) == ["0", "5", "10"]
+    z = matrix(heat["z"])
+    assert z.shape == (16, 3)
+    assert z[:, 1] == pytest.approx(np.log10(np.maximum(spectra[5], 1e-7)))
+    # not evaluated: the latest spectrum, any other on the slider
+    assert [t["name"] for t in figs["singular values of the features"]["data"]] == ["young · step 10 (RankMe 12.0)"]
+    assert values(figs["online linear probe accuracy (held-out)"]["data"][0]["y"]) == pytest.approx([0.5, 1.0])
+    at.select_slider(key="spectrum_step").set_value(0).run()
+    assert [t["name"] for t in specs(at)["singular values of the features"]["data"]] == ["young · step 0 (RankMe 4.0)"]
+    w.close("finished")
+
+
+def test_probes_page_says_why_a_lowlight_run_has_no_probes(tmp_path):
+    w = RunWriter(tmp_path / "dark", {"method": "tml", "dataset": "photos"})
+    w.log(1, {"psnr": 15.0})
+    w.close("finished")
+    at = app_on(tmp_path, "views/probes.py")
+    assert not at.exception
+    [info] = [i.value for i in at.info]
+    assert "low-light enhancement run (tml)" in info and "apply to representation runs" in info
+    assert "PSNR and SSIM" in info and "**Images**" in info
+    assert not at.button and not specs(at)

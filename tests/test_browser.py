@@ -27,7 +27,7 @@ CHROMIUM = os.environ.get("WORKBENCH_CHROMIUM") or shutil.which("chromium") or "
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
 PAGES = {"runs": "", "curves": "curves", "scores": "scores", "embeddings": "embeddings", "clusters": "clusters",
-         "images": "images"}
+         "probes": "probes", "images": "images"}
 
 
 def free_port() -> int:
@@ -36,8 +36,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(tmp_path, train_args: list[str]):
-    """The app on a free port and a training run (``workbench train`` + ``train_args``) it follows."""
+def serve(tmp_path, train_args: list[str] | None):
+    """The app on a free port and a training run (``workbench train`` + ``train_args``; none for ``None``) it
+    follows, over ``tmp_path/runs`` (made if missing)."""
     if "WORKBENCH_CHROMIUM" in os.environ and not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"WORKBENCH_CHROMIUM={CHROMIUM} is not an executable file")
     if not os.access(CHROMIUM, os.X_OK):
@@ -45,12 +46,13 @@ def serve(tmp_path, train_args: list[str]):
                     "chromium (sudo apt-get install chromium) or set WORKBENCH_CHROMIUM=/path/to/chrome")
     port = free_port()
     runs = tmp_path / "runs"
-    runs.mkdir()
+    runs.mkdir(exist_ok=True)
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     app = subprocess.Popen([sys.executable, "-m", "workbench", "app", "--runs-dir", str(runs), "--port", str(port)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
-    train = subprocess.Popen([sys.executable, "-m", "workbench", "train", "--runs-dir", str(runs), "--progress",
-                              "false", *train_args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    train = None if train_args is None else subprocess.Popen(
+        [sys.executable, "-m", "workbench", "train", "--runs-dir", str(runs), "--progress", "false", *train_args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -65,10 +67,10 @@ def serve(tmp_path, train_args: list[str]):
 
 
 def stop(processes) -> None:
-    train, app = processes
-    train.terminate()
-    app.terminate()
-    for p in (train, app):
+    processes = [p for p in processes if p is not None]
+    for p in processes:
+        p.terminate()
+    for p in processes:
         try:
             p.wait(timeout=20)
         except subprocess.TimeoutExpired:
@@ -87,6 +89,23 @@ def live_lowlight_app(tmp_path):
     url, processes = serve(tmp_path, ["--method", "tml", "--run-name", "lowlight", "--epochs", "400", "--patches",
                                       "64", "--patch-size", "32", "--ugdc-width", "4", "--ugdc-levels", "2",
                                       "--tm-epochs", "2", "--em-epochs", "2"])
+    yield url
+    stop(processes)
+
+
+@pytest.fixture
+def evaluated_app(tmp_path):
+    """The app over a finished SimCLR run that `workbench eval` has probed (a few probes, to stay fast)."""
+    import workbench
+    from workbench.engine.evaluate import evaluate_run
+
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip("Chromium not found: sudo apt-get install chromium, or set WORKBENCH_CHROMIUM")
+    workbench.train(dataset="digits", epochs=1, batch_size=256, progress=False, runs_dir=str(tmp_path / "runs"),
+                    run_name="probed", probe_size=200)
+    evaluate_run(tmp_path / "runs" / "probed", probes="linear,nb,fewshot,spectrum", draws=1, episodes=20,
+                 progress=False)
+    url, processes = serve(tmp_path, None)
     yield url
     stop(processes)
 
@@ -173,3 +192,22 @@ def test_images_page_follows_a_lowlight_run(live_lowlight_app):
         assert page.locator("[data-testid=stException]").count() == 0
         page.get_by_text("Download the enhanced image").first.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "images_lowlight_upload.png"))
+
+        page.goto(f"{live_lowlight_app}/probes")  # says why it stays empty, offers no evaluation
+        page.get_by_text(re.compile(r"apply to representation runs")).first.wait_for(timeout=60_000)
+        assert page.get_by_role("button", name="Run workbench eval").count() == 0
+        assert page.locator("[data-testid=stPlotlyChart]").count() == 0
+        assert page.locator("[data-testid=stException]").count() == 0
+
+
+def test_probes_page_draws_an_evaluated_run(evaluated_app):
+    with chromium_page(height=2600) as page:
+        page.goto(f"{evaluated_app}/probes")
+        for title in ("accuracy against labels per class", "few-shot accuracy (95% interval)",
+                      "singular values of the features"):
+            page.get_by_text(title).first.wait_for(timeout=60_000)
+        page.wait_for_timeout(2000)
+        assert page.locator("[data-testid=stPlotlyChart]").count() >= 4
+        assert page.get_by_role("button", name="Evaluate again").count() == 1
+        assert page.locator("[data-testid=stException]").count() == 0, "the Probes page shows a traceback"
+        page.screenshot(path=str(ARTIFACTS / "probes_evaluated.png"), full_page=True)

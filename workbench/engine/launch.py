@@ -1,19 +1,24 @@
-"""Start and stop training runs as separate processes (the app's "new run" form and stop button use this).
+"""Start and stop training runs as separate processes (the app's "new run" form and stop button use this), and
+``workbench eval`` on a run (the Probes page's button).
 
 The training process is ``python -m workbench train ...``: the same code path as the command line, so a run
 started from the dashboard behaves exactly like one started in a terminal, and survives the app being closed.
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from workbench.engine.config import TrainConfig
 from workbench.engine.trainer import default_run_name
-from workbench.runs.store import STOP_FILE, RunReader
+from workbench.runs.store import STOP_FILE, RunReader, atomic_write_bytes
 
 
 def train_command(config: TrainConfig) -> list[str]:
@@ -57,3 +62,150 @@ def stop(run_dir: str | os.PathLike) -> str:
         return f"not running ({state})"
     (Path(run_dir) / STOP_FILE).touch()
     return "stop requested"
+
+
+# ---------------------------------------------------------------------- `workbench eval` as a background process
+EVAL_LOG, EVAL_PID, EVAL_RC = "eval.log", "eval.pid", "eval.rc"  # in the run's folder
+_EVAL_LOCK = ".eval.lock"
+
+
+class EvalRunning(RuntimeError):
+    """``workbench eval`` is already running on this run."""
+
+
+@dataclass
+class EvalProcess:
+    """What the run's last ``workbench eval`` started by :func:`start_eval` is doing.
+
+    ``state``: ``none`` (never started here), ``running``, ``finished`` or ``failed``; ``returncode`` is ``None``
+    while it runs and when the process that started it is gone before it ended (the log then decides);
+    ``log`` is the tail of ``eval.log`` (stdout and stderr) with tqdm's carriage-return updates as lines."""
+
+    state: str
+    pid: int | None = None
+    started: float | None = None
+    returncode: int | None = None
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def progress(self) -> str:
+        """The last progress-bar line (``label budgets:  40%|...``), or ``""``."""
+        bars = [line for line in self.log if "%|" in line or "it/s" in line or "fit/s" in line]
+        return bars[-1] if bars else ""
+
+    def last_lines(self, n: int = 15) -> str:
+        return "\n".join(self.log[-n:])
+
+
+def eval_command(run_dir: str | os.PathLike, probes: str | list[str] | None = None, draws: int | None = None,
+                 episodes: int | None = None) -> list[str]:
+    """``python -m workbench eval RUN_DIR [--probes ...] [--draws N] [--episodes N]``."""
+    cmd = [sys.executable, "-m", "workbench", "eval", str(Path(run_dir).resolve())]
+    if probes:
+        cmd += ["--probes", probes if isinstance(probes, str) else ",".join(probes)]
+    if draws is not None:
+        cmd += ["--draws", str(int(draws))]
+    if episodes is not None:
+        cmd += ["--episodes", str(int(episodes))]
+    return cmd
+
+
+def _log_lines(path: Path, tail_bytes: int = 16_000) -> list[str]:
+    """The last lines of a log, tqdm's ``\\r`` updates split into lines of their own, blank ones dropped."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - tail_bytes))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return []
+    lines = [line.rstrip() for line in re.split(r"[\r\n]+", text)]
+    if size > tail_bytes and lines:
+        lines = lines[1:]  # the first one is cut
+    return [line for line in lines if line.strip()]
+
+
+def _alive(pid: int, run_dir: Path) -> bool:
+    """Whether ``pid`` is still our ``workbench eval`` of ``run_dir`` (not a zombie, not a reused pid)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    proc = Path(f"/proc/{pid}")
+    if not proc.exists():  # no /proc (macOS): the signal check is all there is
+        return True
+    try:
+        if proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+        cmdline = proc.joinpath("cmdline").read_bytes().split(b"\0")
+    except (OSError, IndexError):
+        return False
+    return b"eval" in cmdline and any(arg.decode(errors="replace") == str(run_dir.resolve()) for arg in cmdline)
+
+
+def eval_status(run_dir: str | os.PathLike) -> EvalProcess:
+    """The state of the last ``workbench eval`` started on ``run_dir`` by :func:`start_eval` (any process may ask:
+    the state lives in the run's folder, ``eval.pid`` / ``eval.rc`` / ``eval.log``)."""
+    run_dir = Path(run_dir)
+    try:
+        record = json.loads((run_dir / EVAL_PID).read_text())
+        pid, started = int(record["pid"]), float(record.get("started") or 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return EvalProcess("none")
+    log = _log_lines(run_dir / EVAL_LOG)
+    rc_file = run_dir / EVAL_RC
+    if rc_file.exists():
+        try:
+            rc = int(rc_file.read_text().strip())
+        except ValueError:
+            rc = None
+        return EvalProcess("finished" if rc == 0 else "failed", pid, started, rc, log)
+    if _alive(pid, run_dir):
+        return EvalProcess("running", pid, started, None, log)
+    # ended, but whoever started it was gone before it did: its last words decide
+    done = any("written to" in line for line in log[-5:])
+    return EvalProcess("finished" if done else "failed", pid, started, None, log)
+
+
+def start_eval(run_dir: str | os.PathLike, probes: str | list[str] | None = None, draws: int | None = None,
+               episodes: int | None = None) -> EvalProcess:
+    """Start ``workbench eval`` on a run as its own process (own session: it outlives the app), stdout and stderr
+    into ``eval.log`` in the run's folder. Raises :class:`EvalRunning` when one is already running on this run
+    (from this app or another: the pid file is checked under an exclusive lock file)."""
+    run_dir = Path(run_dir)
+    lock = run_dir / _EVAL_LOCK
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        if time.time() - lock.stat().st_mtime < 30:
+            raise EvalRunning(f"workbench eval is being started on {run_dir.name} right now") from None
+        lock.unlink(missing_ok=True)  # left behind by a crash
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    try:
+        current = eval_status(run_dir)
+        if current.state == "running":
+            raise EvalRunning(f"workbench eval is already running on {run_dir.name} (pid {current.pid})")
+        (run_dir / EVAL_RC).unlink(missing_ok=True)
+        cmd = eval_command(run_dir, probes, draws, episodes)
+        env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", PYTHONUNBUFFERED="1")
+        with open(run_dir / EVAL_LOG, "wb") as log:  # each evaluation starts a fresh log
+            log.write(("$ workbench eval " + " ".join(cmd[4:]) + "\n").encode())
+            log.flush()
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                    start_new_session=True)
+        started = time.time()
+        atomic_write_bytes(run_dir / EVAL_PID, json.dumps({"pid": proc.pid, "started": started,
+                                                           "command": cmd}).encode())
+    finally:
+        os.close(fd)
+        lock.unlink(missing_ok=True)
+
+    def reap() -> None:  # no zombie left behind, and the exit status kept for whoever asks
+        rc = proc.wait()
+        atomic_write_bytes(run_dir / EVAL_RC, str(rc).encode())
+
+    threading.Thread(target=reap, daemon=True, name=f"reap-eval-{proc.pid}").start()
+    return EvalProcess("running", proc.pid, started, None, [])
