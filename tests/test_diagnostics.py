@@ -131,3 +131,12 @@ def test_uniformity_reference_matches_published_values_and_sampling():
     g = torch.Generator().manual_seed(0)
     sample = F.normalize(torch.randn(3000, 32, generator=g), dim=1)
     assert uniformity(sample) == pytest.approx(uniformity_reference(32), abs=0.03)
+
+
+def test_knn_at_a_tiny_temperature_is_the_nearest_neighbour_not_an_overflow():
+    """exp(s / t) overflows float32 for t < ~0.011; the vote shares must not depend on that."""
+    g = torch.Generator().manual_seed(0)
+    memory, query = torch.randn(300, 16, generator=g), torch.randn(80, 16, generator=g)
+    labels = torch.randint(0, 6, (300,), generator=g)
+    nearest = labels[(F.normalize(query, dim=1) @ F.normalize(memory, dim=1).T).argmax(1)]
+    assert torch.equal(knn_predict(query, memory, labels, k=50, t=0.001), nearest)

@@ -152,3 +152,52 @@ def test_an_unexpected_error_is_one_line_unless_debug(monkeypatch, capsys):
     assert "RuntimeError: something odd" in err and "--debug" in err and "Traceback" not in err
     with pytest.raises(RuntimeError):
         cli.main(["datasets", "--debug"])
+
+
+# the options whose values cost nothing to try (each example trains 2 steps on 32 digits); epochs, sizes and counts
+# that make a run long are bounded by their ranges and covered by the range checks above
+CHEAP_NUMERIC = ["--tau", "--lr", "--weight-decay", "--momentum", "--warmup-epochs", "--seed", "--log-every",
+                 "--knn-t", "--knn-k", "--hist-bins", "--grad-clip", "--proj-dim", "--eval-every"]
+
+
+def _values():
+    from hypothesis import strategies as st
+
+    return st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr),
+                     st.integers(min_value=-2 ** 70, max_value=2 ** 70).map(str),
+                     st.sampled_from(["nan", "inf", "-inf", "1e-30", "1e30", "0", "-0", "1e400", "", "x", "0x10"]))
+
+
+def test_any_numeric_value_trains_or_is_one_line_never_a_traceback_or_a_leftover(tmp_path_factory):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from workbench.cli import main
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(flag=st.sampled_from(CHEAP_NUMERIC), value=_values())
+    def check(flag, value):
+        runs = tmp_path_factory.mktemp("hyp")
+        args = ["train", "--subset", "32", "--batch-size", "16", "--epochs", "1", "--probe-size", "20",
+                "--progress", "false", "--runs-dir", str(runs), "--run-name", "h", flag, value]
+        import contextlib
+        import io
+
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            try:
+                rc = main(args)
+            except SystemExit as e:  # argparse's own refusal of a value that is not a number
+                rc = e.code
+        text = err.getvalue()
+        assert "Traceback" not in text, (flag, value, text)
+        if rc == 0:
+            assert (runs / "h" / "checkpoints" / "last.pt").exists()
+        else:
+            assert rc in (2, 3) and text.strip(), (flag, value, rc, text)
+            lines = [line for line in text.strip().splitlines() if not line.startswith(("usage:", "  ", "run:"))]
+            assert len(lines) == 1, (flag, value, text)
+            if rc == 2:  # refused before training: nothing left behind
+                assert not (runs / "h").exists(), (flag, value, text)
+
+    check()

@@ -50,13 +50,14 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
             odd = ", ".join(f"{m}: {d}" for m, d in defaults.items() if repr(d) != usual)
             common = next(d for d in defaults.values() if repr(d) == usual)
             default = f" (default {'automatic' if common is None else common}; {odd})"
+        text = (s.help + default + allowed).replace("%", "%%")  # argparse formats help with %
         if s.type is bool and s.default is False:
-            group.add_argument(s.flag, action="store_true", default=None, help=s.help)
+            group.add_argument(s.flag, action="store_true", default=None, help=s.help.replace("%", "%%"))
         elif s.type is bool:
-            group.add_argument(s.flag, type=_bool, default=None, metavar="BOOL", help=s.help + default + allowed)
+            group.add_argument(s.flag, type=_bool, default=None, metavar="BOOL", help=text)
         else:
             choices = list(METHODS) if name == "method" else s.choices
-            group.add_argument(s.flag, type=s.type, default=None, choices=choices, help=s.help + default + allowed)
+            group.add_argument(s.flag, type=s.type, default=None, choices=choices, help=text)
 
 
 def _config_from_args(args: argparse.Namespace):

@@ -158,23 +158,23 @@ class CommonOptions(Options):
                                  "task's embedded default (digits, or photos for low-light methods)")
     data_root: str = option("data", "where datasets are cached or downloaded")
     download: bool = option(False, "allow downloading the dataset (needs internet)")
-    epochs: int = option(30, "epochs to train", ge=1)
+    epochs: int = option(30, "epochs to train", ge=1, le=100_000)
     batch_size: int | None = option(None, "the global batch; default: the task's (256 for representation "
-                                    "learning, 16 for low-light)", ge=2, note="contrastive methods need negatives")
+                                    "learning, 16 for low-light)", ge=2, le=65_536, note="contrastive methods need negatives")
     optimizer: str = option("adamw", "the optimiser (adam: L2 decay added to the gradient, torch.optim.Adam)",
                             choices=("adamw", "adam", "sgd", "lars"))
     lr: float | None = option(None, "peak learning rate; default: 1e-3 for adamw and adam, 0.06 x batch/256 for sgd, "
-                              "0.3 x batch/256 for lars", gt=0)
+                              "0.3 x batch/256 for lars", gt=0, le=10)
     weight_decay: float | None = option(None, "weight decay; default: 1e-4 for adamw and adam, 5e-4 for sgd, 1e-6 "
-                                        "for lars", ge=0)
+                                        "for lars", ge=0, le=1)
     grad_clip: float = option(0.0, "clip the global gradient norm to this before each step (0: off)", ge=0)
     momentum: float = option(0.9, "SGD / LARS momentum", ge=0, lt=1)
-    warmup_epochs: float = option(1.0, "linear learning-rate warm-up before the cosine decay", ge=0)
+    warmup_epochs: float = option(1.0, "linear learning-rate warm-up before the cosine decay", ge=0, le=10_000)
     amp: bool = option(True, "mixed precision on CUDA (bf16 where supported, else fp16 with grad scaling)")
     device: str = option("auto", "auto | cpu | cuda | cuda:N | mps")
     seed: int = option(0, "seed of the weights, the batch order and the augmentations", ge=0, le=2 ** 62)
-    log_every: int = option(10, "steps between live diagnostics (pos/neg histograms, geometry)", ge=1)
-    eval_every: int = option(1, "epochs between evaluations (kNN and snapshot, or PSNR/SSIM)", ge=1)
+    log_every: int = option(10, "steps between live diagnostics (pos/neg histograms, geometry)", ge=1, le=1_000_000)
+    eval_every: int = option(1, "epochs between evaluations (kNN and snapshot, or PSNR/SSIM)", ge=1, le=100_000)
     runs_dir: str = option("runs", "the folder that holds the runs", form=False)
     run_name: str | None = option(None, "name of the run folder under --runs-dir (default: method-dataset-time)",
                                   note=f"letters, digits, '.', '_', '-'; not starting with '.'; at most "

@@ -29,7 +29,8 @@ def knn_predict(query: torch.Tensor, memory: torch.Tensor, memory_labels: torch.
     for q in F.normalize(query.float(), dim=1).split(chunk):
         sim, idx = (q @ memory.T).topk(k, dim=1)
         votes = torch.zeros(len(q), num_classes, device=q.device)
-        votes.scatter_add_(1, labels[idx], torch.exp(sim / t))
+        # exp((s - s_max) / t): the same vote shares (one factor per query), and no overflow at a small t
+        votes.scatter_add_(1, labels[idx], torch.exp((sim - sim[:, :1]) / t))
         preds.append(votes.argmax(1))
     return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
 

@@ -18,13 +18,13 @@ from workbench.nn.backbones import build_backbone
 class RepresentationOptions(Options):
     backbone: str = option("auto", "the encoder f; auto: resnet18 on CUDA for images of 32 px and more, else the "
                            "small convnet", choices=("auto", "convnet", "resnet18"))
-    image_size: int | None = option(None, "view size in pixels (default: the dataset's own)", ge=4)
+    image_size: int | None = option(None, "view size in pixels (default: the dataset's own)", ge=4, le=1024)
     subset: int | None = option(None, "train on this many images (a seeded random subset; the kNN bank uses it "
                                 "too); default: the whole split", ge=2)
-    hist_bins: int = option(100, "bins of the pos/neg score histograms on [-1, 1]", ge=2)
+    hist_bins: int = option(100, "bins of the pos/neg score histograms on [-1, 1]", ge=2, le=10_000)
     knn_k: int | None = option(None, "neighbours of the weighted kNN probe; default: min(200, samples per class / 2)",
                                ge=1)
-    knn_t: float = option(0.1, "temperature of the kNN probe's weights", gt=0)
+    knn_t: float = option(0.1, "temperature of the kNN probe's weights", ge=0.001, le=10)
     probe_size: int = option(1000, "held-out points in each embedding snapshot", ge=0)
 
 

@@ -43,9 +43,9 @@ class StepOutput:
 class ContrastiveOptions(MethodOptions):
     """What the contrastive methods share: the temperature of their softmax and the projection's output size."""
 
-    tau: float = option(0.2, "temperature of the contrastive softmax (NT-Xent, InfoNCE, SwAV)", gt=0,
+    tau: float = option(0.2, "temperature of the contrastive softmax (NT-Xent, InfoNCE, SwAV)", ge=0.01, le=10,
                         note="typical 0.05 to 1.0; solo-learn's CIFAR default 0.2, SimCLR's CIFAR 0.5, SwAV's 0.1")
-    proj_dim: int = option(128, "output size of the projection MLP (z)", ge=2)
+    proj_dim: int = option(128, "output size of the projection MLP (z)", ge=2, le=65_536)
 
 
 class Method(nn.Module):

@@ -66,7 +66,7 @@ def rank_order_batches(labels: torch.Tensor, batch_size: int, generator: torch.G
 
 @dataclass
 class GSimCLROptions(ContrastiveOptions):
-    tau: float = option(0.1, "temperature of NT-Xent", gt=0, note="the G-SimCLR paper's 0.1")
+    tau: float = option(0.1, "temperature of NT-Xent", ge=0.01, le=10, note="the G-SimCLR paper's 0.1")
     pretrain_epochs: float = option(5.0, "epochs of the denoising autoencoder (stage 1) before SimCLR", ge=0)
 
 

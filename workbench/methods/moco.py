@@ -45,10 +45,11 @@ from workbench.nn.splitbn import convert_split_bn
 
 @dataclass
 class MoCoOptions(ContrastiveOptions):
-    tau: float = option(0.1, "temperature of InfoNCE", gt=0, note="the CIFAR demo's 0.1; MoCo v2 ImageNet 0.2")
+    tau: float = option(0.1, "temperature of InfoNCE", ge=0.01, le=10,
+                        note="the CIFAR demo's 0.1; MoCo v2 ImageNet 0.2")
     moco_momentum: float = option(0.99, "key encoder EMA m", ge=0, le=1,
                                   note="CIFAR demo 0.99, ImageNet 0.999; 1 freezes the key encoder")
-    queue_size: int = option(4096, "K: keys kept as negatives (capped at half the training images)", ge=1)
+    queue_size: int = option(4096, "K: keys kept as negatives (capped at half the training images)", ge=1, le=1_000_000)
     symmetric: bool = option(True, "each view acts once as query and once as key, losses summed (better at small "
                              "scale)")
     exclude_self_keys: bool = option(True, "leave keys of the query's own image out of its negatives (official "
@@ -56,8 +57,8 @@ class MoCoOptions(ContrastiveOptions):
     split_bn: int = option(8, "sub-batches of split batch-norm, shuffle-BN on one device (1 = plain BN)", ge=1)
     ft_pos: bool = option(False, "Feature Transformation: positive extrapolation, lambda+ = 1 + Beta(a+, a+)")
     ft_neg: bool = option(False, "Feature Transformation: negative interpolation, lambda- ~ Beta(a-, a-)")
-    ft_alpha_pos: float = option(2.0, "a+ of positive extrapolation", gt=0)
-    ft_alpha_neg: float = option(1.6, "a- of negative interpolation", gt=0)
+    ft_alpha_pos: float = option(2.0, "a+ of positive extrapolation", gt=0, le=100)
+    ft_alpha_neg: float = option(1.6, "a- of negative interpolation", gt=0, le=100)
 
 
 def queue_cap(queue_size: int, n_train: int) -> int:

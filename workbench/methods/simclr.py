@@ -29,7 +29,7 @@ from workbench.nn.heads import ProjectionMLP
 
 @dataclass
 class SimCLROptions(ContrastiveOptions):
-    tau: float = option(0.5, "temperature of NT-Xent", gt=0, note="SimCLR's CIFAR-10 0.5; ImageNet 0.1")
+    tau: float = option(0.5, "temperature of NT-Xent", ge=0.01, le=10, note="SimCLR's CIFAR-10 0.5; ImageNet 0.1")
 
 
 class SimCLR(Method):

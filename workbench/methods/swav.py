@@ -38,12 +38,12 @@ from workbench.nn.heads import ProjectionMLP
 @dataclass
 class SwAVOptions(ContrastiveOptions):
     prototypes: int | None = option(None, "K prototypes; default 3 x the number of classes (ImageNet: 3000)", ge=2)
-    swav_eps: float = option(0.05, "Sinkhorn entropy eps", gt=0, note="typical 0.03 to 0.05")
+    swav_eps: float = option(0.05, "Sinkhorn entropy eps", ge=0.001, le=10, note="typical 0.03 to 0.05")
     sinkhorn_iters: int = option(3, "Sinkhorn-Knopp iterations", ge=1)
     small_crops: int | None = option(None, "multi-crop: 2 large views + this many small; default 2 from 24 px up, "
                                      "else 0", ge=0)
     freeze_prototypes_epochs: float = option(1.0, "epochs the prototypes stay frozen at the start", ge=0)
-    tau: float = option(0.1, "temperature of the swapped prediction", gt=0, note="the SwAV scripts' 0.1")
+    tau: float = option(0.1, "temperature of the swapped prediction", ge=0.01, le=10, note="the SwAV scripts' 0.1")
     swav_queue: int | None = option(None, "embeddings per large crop kept for Sinkhorn; default: none when the "
                                     "batch holds at least K samples, else batches enough to exceed K", ge=0,
                                     note="the scripts: 3840 at batch 256, K 3000")

@@ -47,7 +47,7 @@ STAGES = ("troublemaker", "predicting", "enhancing")
 class TMLOptions(MethodOptions):
     troublemaker: str = option("learned", "learned: fit the TM network first; synthetic: the degradation family "
                                "itself", choices=("learned", "synthetic"))
-    tm_epochs: float = option(1.0, "epochs fitting the troublemaker (learned TM only)", ge=0)
+    tm_epochs: float = option(1.0, "epochs fitting the troublemaker (learned TM only)", ge=0, le=100_000)
     em_epochs: float | None = option(None, "epochs of the enhancing model at the end; default: a third of what "
                                      "the TM leaves", ge=0)
     ugdc_width: int = option(16, "PM's first-level channels (EM uses half); doubles each level", ge=2,
