@@ -201,3 +201,23 @@ def test_any_numeric_value_trains_or_is_one_line_never_a_traceback_or_a_leftover
                 assert not (runs / "h").exists(), (flag, value, text)
 
     check()
+
+
+def test_a_resume_discards_what_the_killed_process_logged_after_its_checkpoint(quick):
+    from workbench.runs.store import RunWriter
+
+    first = workbench.train(quick(epochs=1, batch_size=256, run_name="k"))
+    assert first.step == 5
+    w = RunWriter.annotate(first.run_dir)  # steps 6-8 as a process killed before its next checkpoint logged them
+    for step in (6, 7, 8):
+        w.log(step, {"loss": 123.0, "lr": 0.5})
+    w.add_arrays(8, "embeddings", {}, features=torch.zeros(2, 2))
+    w.close()
+    same = workbench.train(quick(epochs=1, batch_size=256, run_name="k", resume=True))  # nothing left to train
+    assert same.step == 5 and same.metrics["loss"] == pytest.approx(first.metrics["loss"])
+    with RunReader(same.run_dir) as r:
+        assert r.scalar("loss").index.max() == 5 and 8 not in r.artifacts()["step"].tolist()
+        assert "3 steps logged after it by the interrupted process were discarded" in " ".join(r.events()["message"])
+    more = workbench.train(quick(epochs=2, batch_size=256, run_name="k", resume=True))
+    with RunReader(more.run_dir) as r:
+        assert r.scalar("loss").index.tolist() == list(range(1, 11)) and (r.scalar("loss") < 100).all()

@@ -244,8 +244,11 @@ class Trainer:
             stop_file.unlink()
             self.writer.event(self.step, "removed a STOP file left by an earlier process of this run")
         if cfg.resume:
+            dropped = self.writer.discard_after(self.step)
+            lost = (f"; the {dropped} steps logged after it by the interrupted process were discarded" if dropped
+                    else "")
             self.writer.event(self.step, f"resumed from the checkpoint at step {self.step} "
-                                         f"(epoch {self.epochs_done})")
+                                         f"(epoch {self.epochs_done}){lost}")
         status, error = "failed", ""
         try:
             self._call("on_fit_start")

@@ -268,6 +268,30 @@ class RunWriter:
             self._con.execute("INSERT INTO events(time, step, level, message) VALUES (?, ?, ?, ?)",
                               (time.time(), step, level, message))
 
+    def discard_after(self, step: int) -> int:
+        """Drop what was logged after ``step`` (scalars, histograms, artifacts and their files) and rebuild the
+        newest values: a resumed run continues from its checkpoint's step, and the steps a killed process logged
+        past it never happened in the run that goes on. Returns how many steps were dropped."""
+        with self._lock:
+            dropped = self._con.execute("SELECT count(DISTINCT step) FROM scalars WHERE step > ?",
+                                        (step,)).fetchone()[0]
+            files = [r[0] for r in self._con.execute("SELECT path FROM artifacts WHERE step > ?", (step,))]
+            self._con.execute("BEGIN")
+            try:
+                for table in ("scalars", "histograms", "artifacts"):
+                    self._con.execute(f"DELETE FROM {table} WHERE step > ?", (step,))
+                self._con.execute("DELETE FROM latest")
+                self._con.execute("INSERT INTO latest SELECT key, step, value FROM scalars s WHERE step = "
+                                  "(SELECT max(step) FROM scalars t WHERE t.key = s.key)")
+                self._con.execute("COMMIT")
+            except BaseException:
+                if self._con.in_transaction:
+                    self._con.execute("ROLLBACK")
+                raise
+        for rel in files:
+            (self.run_dir / rel).unlink(missing_ok=True)
+        return int(dropped)
+
     def add_artifact(self, step: int, kind: str, data: bytes, suffix: str, info: dict | None = None) -> Path:
         """Write a side file atomically (temp name, then rename) and index it."""
         path = self.run_dir / "artifacts" / f"{kind}_{step:08d}{suffix}"
