@@ -8,6 +8,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -67,14 +68,26 @@ def serve(tmp_path, train_args: list[str] | None):
 
 
 def stop(processes) -> None:
-    processes = [p for p in processes if p is not None]
-    for p in processes:
-        p.terminate()
-    for p in processes:
+    """Stop the training run and the app: the app's whole process group (its own session), since `workbench app`
+    runs `streamlit run` as a child that a signal to `workbench app` alone would leave serving."""
+    train, app = processes
+    if train is not None:
+        train.terminate()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(app.pid, signal.SIGTERM)
+    for p in (train, app):
+        if p is None:
+            continue
         try:
             p.wait(timeout=20)
         except subprocess.TimeoutExpired:
             p.kill()
+    deadline = time.time() + 20
+    with contextlib.suppress(ProcessLookupError):
+        while time.time() < deadline:
+            os.killpg(app.pid, 0)  # raises once the group is empty
+            time.sleep(0.2)
+        os.killpg(app.pid, signal.SIGKILL)
 
 
 @pytest.fixture
