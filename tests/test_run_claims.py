@@ -221,3 +221,68 @@ def test_a_resume_discards_what_the_killed_process_logged_after_its_checkpoint(q
     more = workbench.train(quick(epochs=2, batch_size=256, run_name="k", resume=True))
     with RunReader(more.run_dir) as r:
         assert r.scalar("loss").index.tolist() == list(range(1, 11)) and (r.scalar("loss") < 100).all()
+
+
+def test_a_run_can_be_deleted_but_not_while_it_trains_and_not_a_stranger_folder(quick, runs_dir, capsys):
+    import time
+
+    from workbench.cli import main
+
+    r = workbench.train(quick(run_name="old"))
+    assert main(["runs", "--runs-dir", str(runs_dir), "--delete", "old"]) == 2  # no terminal to ask: --yes needed
+    assert "--yes" in capsys.readouterr().err and r.run_dir.exists()
+    assert main(["runs", "--runs-dir", str(runs_dir), "--delete", "old", "--yes"]) == 0
+    assert not r.run_dir.exists()
+    assert main(["runs", "--runs-dir", str(runs_dir), "--delete", "../x", "--yes"]) == 2
+    (runs_dir / "photos").mkdir()
+    (runs_dir / "photos" / "holiday.jpg").write_bytes(b"x")
+    assert main(["runs", "--runs-dir", str(runs_dir), "--delete", "photos", "--yes"]) == 2
+    assert "does not look like a run" in capsys.readouterr().err and (runs_dir / "photos" / "holiday.jpg").exists()
+    handle = workbench.start_training(quick(epochs=300, run_name="live"))
+    try:
+        time.sleep(1)
+        assert main(["runs", "--runs-dir", str(runs_dir), "--delete", "live", "--yes"]) == 2
+        assert "being written by process" in capsys.readouterr().err and handle.run_dir.exists()
+    finally:
+        handle.stop()
+        handle.join(timeout=60)
+    assert main(["runs", "--runs-dir", str(runs_dir), "--delete", "live", "--yes"]) == 0
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_says_how_to_free_its_name(quick, runs_dir):
+    (runs_dir / "early").mkdir()
+    (runs_dir / "early" / "run.db").write_bytes(b"")
+    with pytest.raises(ConfigError, match="--delete early"):
+        workbench.train(quick(run_name="early", resume=True))
+
+
+def test_stopping_workbench_app_leaves_nothing_serving_the_port(runs_dir):
+    import os
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def serving() -> bool:
+        with socket.socket() as c:
+            return c.connect_ex(("127.0.0.1", port)) == 0
+
+    p = subprocess.Popen([sys.executable, "-m", "workbench", "app", "--runs-dir", str(runs_dir), "--port",
+                          str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not serving():
+            time.sleep(0.2)
+        assert serving()
+        os.kill(p.pid, signal.SIGTERM)
+        p.wait(timeout=30)
+        deadline = time.time() + 15
+        while time.time() < deadline and serving():
+            time.sleep(0.2)
+        assert not serving()
+    finally:
+        if p.poll() is None:
+            p.kill()

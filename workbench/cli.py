@@ -131,6 +131,8 @@ def cmd_train(args) -> int:
 def cmd_runs(args) -> int:
     from workbench.runs import list_runs
 
+    if args.delete:
+        return _delete_run(args)
     df = list_runs(args.runs_dir)
     if df.empty:
         print(f"no runs under {args.runs_dir}/ yet: start one with `workbench train`")
@@ -141,6 +143,33 @@ def cmd_runs(args) -> int:
     print(view.drop(columns=["epochs"]).to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     for _, r in df[df["problem"].astype(bool) | df["error"].fillna("").astype(bool)].iterrows():
         print(f"\n{r['name']}: {r['problem'] or r['error']}")
+    return 0
+
+
+def _delete_run(args) -> int:
+    from workbench.config import check_run_name
+    from workbench.runs.store import RunStoreError, delete_run
+
+    try:
+        check_run_name(args.delete)
+    except ConfigError as e:
+        print(f"workbench runs: {e}", file=sys.stderr)
+        return 2
+    run = Path(args.runs_dir) / args.delete
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print(f"workbench runs: deleting {run} needs a confirmation: add --yes", file=sys.stderr)
+            return 2
+        if input(f"Delete the run {run} with its checkpoints and artifacts? [y/N] ").strip().lower() not in ("y",
+                                                                                                             "yes"):
+            print("not deleted", file=sys.stderr)
+            return 1
+    try:
+        delete_run(run)
+    except RunStoreError as e:
+        print(f"workbench runs: {e}", file=sys.stderr)
+        return 2
+    print(f"deleted {run}")
     return 0
 
 
@@ -155,7 +184,12 @@ def cmd_app(args) -> int:
         print(f"warning: serving on {args.address}: anyone who can reach this address can see your runs and "
               f"start training", file=sys.stderr)
     env = dict(os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
-    return subprocess.call(app_command(args.runs_dir, args.address, args.port, True), env=env)
+    cmd = app_command(args.runs_dir, args.address, args.port, True)
+    if hasattr(os, "execve") and os.name == "posix":
+        # become the Streamlit server: a SIGTERM or Ctrl-C to `workbench app` then reaches it, and no child is
+        # left serving the port after this process is gone
+        os.execve(cmd[0], cmd, env)
+    return subprocess.call(cmd, env=env)
 
 
 def cmd_demo(args) -> int:
@@ -272,8 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a self-supervised model (every option has a default)")
     _add_config_options(t)
     t.set_defaults(func=cmd_train)
-    r = sub.add_parser("runs", help="list runs with status and last metrics")
+    r = sub.add_parser("runs", help="list runs with status and last metrics, or delete one")
     r.add_argument("--runs-dir", default="runs")
+    r.add_argument("--delete", metavar="NAME", help="delete the run NAME (asks first; refused while it trains)")
+    r.add_argument("--yes", action="store_true", help="with --delete: do not ask")
     r.set_defaults(func=cmd_runs)
     for name, func, helptext in (("app", cmd_app, "start the dashboard"),
                                  ("demo", cmd_demo, "the dashboard plus a live training run (make run)")):

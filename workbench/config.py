@@ -172,7 +172,8 @@ class CommonOptions(Options):
     warmup_epochs: float = option(1.0, "linear learning-rate warm-up before the cosine decay", ge=0, le=10_000)
     amp: bool = option(True, "mixed precision on CUDA (bf16 where supported, else fp16 with grad scaling)")
     device: str = option("auto", "auto | cpu | cuda | cuda:N | mps")
-    seed: int = option(0, "seed of the weights, the batch order and the augmentations", ge=0, le=2 ** 62)
+    seed: int = option(0, "seed of the weights, the batch order and the augmentations", ge=0, le=2 ** 53 - 1,
+                       note="at most 2^53 - 1, the largest integer a browser form holds exactly")
     log_every: int = option(10, "steps between live diagnostics (pos/neg histograms, geometry)", ge=1, le=1_000_000)
     eval_every: int = option(1, "epochs between evaluations (kNN and snapshot, or PSNR/SSIM)", ge=1, le=100_000)
     runs_dir: str = option("runs", "the folder that holds the runs", form=False)

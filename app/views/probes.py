@@ -13,7 +13,7 @@ import streamlit as st
 
 from common import PAGE_TITLES, REFRESH, follower, open_reader, pick_run, readable_runs, runs_dir
 from workbench.engine import launch
-from workbench.engine.evaluate import PROBES
+from workbench.engine.evaluate import EVAL_SPECTRUM, PROBES
 from workbench.engine.registry import task_of
 from workbench.runs.store import CHECKPOINT
 from workbench.ui import charts, probe_charts
@@ -64,11 +64,12 @@ def run_info(name: str) -> dict | None:
     with reader:
         meta = reader.meta
         evals, spectra = reader.artifacts("probes"), reader.artifacts("spectrum")
+        eval_spectra = reader.artifacts(EVAL_SPECTRUM)
         state = reader.status().state
     method = meta.get("method")
     return {"name": name, "method": method, "task": task_of(method), "epoch": meta.get("epoch") or 0,
             "epochs": (meta.get("config") or {}).get("epochs"), "state": state,
-            "eval": None if evals.empty else evals.iloc[-1], "spectra": spectra,
+            "eval": None if evals.empty else evals.iloc[-1], "spectra": spectra, "eval_spectra": eval_spectra,
             "path": Path(runs_dir()) / name}
 
 
@@ -143,8 +144,7 @@ def spectrum_section(primary: dict, runs: list[dict]) -> None:
     st.subheader("Spectrum of the features")
     evaluated = {}
     for r in runs:
-        sp = r["spectra"]
-        ev = sp[[i.get("source") == "workbench eval" for i in sp["info"]]] if len(sp) else sp
+        ev = r["eval_spectra"]
         if len(ev):
             row = ev.iloc[-1]
             evaluated[r["name"]] = (row, singular_values(row["path"]))
@@ -165,11 +165,10 @@ def spectrum_section(primary: dict, runs: list[dict]) -> None:
         at = c2.select_slider("dashed: the run's spectrum at step", steps, value=first, key="spectrum_step",
                               help="step 0 is the random initialisation") if len(steps) > 1 else steps[0]
         row = sp[sp["step"] == at].iloc[-1]
-        if row["info"].get("source") != "workbench eval" or not lines:
-            label = f"{primary['name']} · step {at}" + (f" (RankMe {row['info']['rankme']:.1f})"
-                                                        if row["info"].get("rankme") is not None else "")
-            lines[label] = singular_values(row["path"])
-            dashed.append(label)
+        label = f"{primary['name']} · step {at}" + (f" (RankMe {row['info']['rankme']:.1f})"
+                                                    if row["info"].get("rankme") is not None else "")
+        lines[label] = singular_values(row["path"])
+        dashed.append(label)
     if not lines:
         st.info("No spectrum yet: `workbench eval` (with the spectrum probe) adds one, and runs trained with this "
                 "version log one at every evaluation.")

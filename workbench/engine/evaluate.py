@@ -8,8 +8,8 @@ The probes themselves are pure functions of feature arrays (:mod:`workbench.diag
 weights, extracts the features of the labelled training split (``memory``) and the held-out split (``test``) and
 runs them. The run store gets, at the checkpoint's step: ``linear_acc``, ``nb_acc``, ``knn_acc``,
 ``{probe}_acc@{n}`` (+ ``_std``) for n labels per class, ``fewshot_5w1s_acc`` / ``fewshot_5w5s_acc`` (+ ``_ci95``),
-``linear_acc_block{i}``, ``rankme`` (+ ``rankme_n``), the spectrum as a ``spectrum`` array artifact and the whole
-table as a ``probes`` artifact.
+``linear_acc_block{i}``, ``rankme`` (+ ``rankme_n``), the spectrum as an ``eval_spectrum`` array artifact (the
+training's own ``spectrum`` artifacts stay as they are) and the whole table as a ``probes`` artifact.
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from workbench.nn.backbones import block_count
 from workbench.runs.store import CHECKPOINT, RunWriter
 
 PROBES = ("linear", "nb", "budgets", "fewshot", "blocks", "spectrum")
+EVAL_SPECTRUM = "eval_spectrum"  # its own artifact kind: the training's "spectrum" at the same step stays
 FEWSHOT_SHOTS = (1, 5)
 
 
@@ -208,7 +209,7 @@ def write_evaluation(run_dir, result: Evaluation, probes, draws: int, episodes: 
         info = {"epoch": result.epoch, "probes": list(probes), "draws": draws, "episodes": episodes,
                 "source": "workbench eval", "seconds": result.seconds}
         if result.spectrum is not None:
-            writer.add_arrays(result.step, "spectrum", {**info, "rankme": result.scalars.get("rankme"),
+            writer.add_arrays(result.step, EVAL_SPECTRUM, {**info, "rankme": result.scalars.get("rankme"),
                                                         "n": result.scalars.get("rankme_n")},
                               singular_values=result.spectrum)
         table = result.table.astype(object).where(result.table.notna(), None)

@@ -16,9 +16,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workbench.config import ConfigError
 from workbench.engine.config import TrainConfig
 from workbench.engine.trainer import default_run_name
-from workbench.runs.store import STOP_FILE, RunReader, atomic_write_bytes
+from workbench.runs.store import LAUNCH_LOG, STOP_FILE, RunReader, atomic_write_bytes
 
 
 def train_command(config: TrainConfig) -> list[str]:
@@ -42,8 +43,12 @@ def launch(config: TrainConfig, log_file: str | os.PathLike | None = None) -> tu
     if not config.run_name:
         config = config.replace(run_name=default_run_name(config))
     run_dir = Path(config.runs_dir) / config.run_name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log = open(log_file or run_dir / "train.log", "ab")
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir()  # atomic: of two launches with one name, one gets the folder; the trainer then claims it
+    except FileExistsError:
+        raise ConfigError(f"run name {config.run_name!r} is taken: choose another") from None
+    log = open(log_file or run_dir / LAUNCH_LOG, "ab")
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     proc = subprocess.Popen(train_command(config.replace(progress=False)), stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, env=env, start_new_session=True)

@@ -72,9 +72,11 @@ def claim_run(cfg: TrainConfig, run_dir: Path | None = None) -> tuple[Path, RunL
     checkpoint and is not training; either way this process holds the run's lock until it ends."""
     run_dir = run_dir or resolve_run_dir(cfg)
     if cfg.resume and not (run_dir / CHECKPOINT).exists():
-        what = "no run folder" if not run_dir.is_dir() else f"no checkpoint ({CHECKPOINT})"
-        raise ConfigError(f"resume: {run_dir} has {what} to resume from; a run saves a checkpoint at the end of "
-                          "each epoch")
+        if not run_dir.is_dir():
+            raise ConfigError(f"resume: {run_dir} has no run folder to resume from")
+        raise ConfigError(f"resume: {run_dir} has no checkpoint ({CHECKPOINT}) to resume from (a run saves one at "
+                          f"the end of each epoch); start it again under a new name, or free the name with "
+                          f"`workbench runs --runs-dir {run_dir.parent} --delete {run_dir.name}`")
     try:
         lock = claim_run_dir(run_dir, resume=cfg.resume)
     except RunBusy as e:

@@ -49,7 +49,8 @@ class MoCoOptions(ContrastiveOptions):
                         note="the CIFAR demo's 0.1; MoCo v2 ImageNet 0.2")
     moco_momentum: float = option(0.99, "key encoder EMA m", ge=0, le=1,
                                   note="CIFAR demo 0.99, ImageNet 0.999; 1 freezes the key encoder")
-    queue_size: int = option(4096, "K: keys kept as negatives (capped at half the training images)", ge=1, le=1_000_000)
+    queue_size: int = option(4096, "K: keys kept as negatives (capped at half the training images)", ge=1,
+                             le=1_000_000)
     symmetric: bool = option(True, "each view acts once as query and once as key, losses summed (better at small "
                              "scale)")
     exclude_self_keys: bool = option(True, "leave keys of the query's own image out of its negatives (official "

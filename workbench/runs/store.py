@@ -94,6 +94,48 @@ class RunLock:
         return self._fd is not None
 
 
+def delete_run(run_dir: str | os.PathLike) -> None:
+    """Remove a run folder, unless a process is writing it (its lock is held). Only a folder that looks like a
+    run (a run store, a checkpoint folder or a lock file, and nothing but a run's files) is removed."""
+    import shutil
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunStoreError(f"no run at {run_dir}")
+    known = {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", "artifacts", "checkpoints", LOCK_FILE, STOP_FILE,
+             LAUNCH_LOG, "eval.log", "eval.pid", "eval.rc", ".eval.lock"}
+    if not ({DB_NAME, "checkpoints", LOCK_FILE} & {p.name for p in run_dir.iterdir()}):
+        raise RunStoreError(f"{run_dir} does not look like a run (no {DB_NAME}, checkpoints/ or {LOCK_FILE}); "
+                            "not deleting it")
+    strangers = sorted(p.name for p in run_dir.iterdir() if p.name not in known and not p.name.startswith("."))
+    if strangers:
+        raise RunStoreError(f"{run_dir} holds files a run does not write ({', '.join(strangers[:5])}); not "
+                            "deleting it")
+    lock = RunLock(run_dir)  # RunBusy while a process trains it
+    try:
+        shutil.rmtree(run_dir)
+    finally:
+        lock.release()
+
+
+LAUNCH_LOG = "train.log"  # written by the process that starts a run for the app (engine.launch)
+
+
+def _prepared_by_launcher(run_dir: Path) -> RunLock | None:
+    """The lock of a folder that a launcher created (atomically, by ``os.mkdir``) to hold the new run's log and
+    nothing else yet; ``None`` for any other existing folder. The lock decides between two claimers."""
+    if (run_dir / DB_NAME).exists() or not run_dir.is_dir():
+        return None
+    try:
+        lock = RunLock(run_dir)
+    except (RunBusy, OSError):
+        return None
+    if {p.name for p in run_dir.iterdir()} <= {LAUNCH_LOG, LOCK_FILE} and not (run_dir / DB_NAME).exists():
+        return lock
+    lock.release()
+    return None
+
+
 def claim_run_dir(run_dir: str | os.PathLike, resume: bool = False) -> RunLock:
     """Make ``run_dir`` this process's run, atomically: a new run creates its folder with ``os.mkdir`` (exactly one
     of several processes starting the same name at once succeeds) and locks it; a resume locks the existing one.
@@ -110,6 +152,9 @@ def claim_run_dir(run_dir: str | os.PathLike, resume: bool = False) -> RunLock:
         try:
             os.mkdir(run_dir)
         except FileExistsError:
+            prepared = _prepared_by_launcher(run_dir)  # the app's launcher made it for this process's log
+            if prepared is not None:
+                return prepared
             held = "holds a run" if (run_dir / DB_NAME).exists() else "exists (another run may be starting with it)"
             raise RunStoreError(f"{run_dir} already {held}: choose another name, or resume the run") from None
         except OSError as e:
