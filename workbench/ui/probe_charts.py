@@ -130,7 +130,7 @@ def block_bars(tables: dict[str, list[dict]]) -> go.Figure:
                              textposition="inside"))
     fig.update_layout(barmode="group")
     fig.update_yaxes(range=[0, 1])
-    return _layout(fig, "linear probe on each backbone block", "features of", "test accuracy")
+    return _layout(fig, "linear probe on each backbone block", "backbone block (pooled features)", "test accuracy")
 
 
 def spectrum_lines(spectra: dict[str, np.ndarray], dashed: tuple[str, ...] = ()) -> go.Figure:
