@@ -286,3 +286,36 @@ def test_stopping_workbench_app_leaves_nothing_serving_the_port(runs_dir):
     finally:
         if p.poll() is None:
             p.kill()
+
+
+def test_enhance_with_a_bad_checkpoint_or_an_out_file_is_one_line(tmp_path):
+    import numpy as np
+
+    from workbench.data.imageio import save_image
+    from workbench.engine.config import TrainConfig
+
+    run = tmp_path / "low"
+    (run / "checkpoints").mkdir(parents=True)
+    image = tmp_path / "dark.png"
+    save_image(image, np.full((16, 16, 3), 0.1))
+
+    def enhance(*extra):
+        return subprocess.run([sys.executable, "-m", "workbench", "enhance", str(image), "--run", str(run), *extra],
+                              capture_output=True, text=True, timeout=300)
+
+    for damage in (b"", b"not a checkpoint at all", None):
+        ckpt = run / "checkpoints" / "last.pt"
+        if damage is None:
+            torch.save({"config": TrainConfig(method="zerodce").to_dict(), "model": {"nonsense": torch.zeros(1)}},
+                       ckpt)
+        else:
+            ckpt.write_bytes(damage)
+        p = enhance("--out", str(tmp_path / "out"))
+        assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+        assert ("not a readable checkpoint" if damage is not None else "does not fit") in p.stderr
+    (tmp_path / "taken").write_text("a file")
+    from workbench.config import ConfigError
+    from workbench.lowlight.enhance import enhance_files
+
+    with pytest.raises(ConfigError, match="is a file"):
+        enhance_files(None, image, tmp_path / "taken")

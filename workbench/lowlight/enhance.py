@@ -28,14 +28,24 @@ def load_enhancer(run_dir: str | os.PathLike, device: str = "cpu"):
     if not path.exists():
         raise ConfigError(f"run {run_dir}: no checkpoint at {path} (a run saves one at the end of each epoch)")
     dev = resolve_device(device)
-    state = torch.load(path, map_location=dev, weights_only=True)
-    cfg = TrainConfig.from_dict(state["config"])
+    try:
+        state = torch.load(path, map_location=dev, weights_only=True)
+        if not isinstance(state, dict) or not {"config", "model"} <= set(state):
+            raise ValueError("it has no config and model")
+        cfg = TrainConfig.from_dict(state["config"])
+    except Exception as e:  # a truncated, empty or foreign file, or a folder in its place
+        why = str(e).splitlines()[0].split(". ")[0][:160] if str(e) else type(e).__name__
+        raise ConfigError(f"run {run_dir}: {path} is not a readable checkpoint ({why})") from e
     if not issubclass(METHODS[cfg.method], LowLightMethod):
         low = sorted(n for n, cls in METHODS.items() if issubclass(cls, LowLightMethod))
         raise ConfigError(f"run {run_dir} trained {cfg.method!r}, which does not enhance images; choose a run of "
                           f"{' or '.join(low)}")
     method = METHODS[cfg.method].from_config(cfg, None)
-    method.load_state_dict(state["model"])
+    try:
+        method.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise ConfigError(f"run {run_dir}: the checkpoint does not fit this version's {cfg.method} model "
+                          f"({str(e).splitlines()[0]})") from e
     return method.to(dev).eval()
 
 
@@ -56,6 +66,13 @@ def enhance_files(method, source: str | os.PathLike, out_dir: str | os.PathLike,
     from tqdm import tqdm
 
     paths = list_images(source)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; name a folder for the enhanced images")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot create the folder ({e.strerror})") from None
     written, failed = [], []
     images = iter_images(paths, max_pixels)  # reads one file at a time and reports, never raises, a bad one
     for path, image, reason in tqdm(images, total=len(paths), unit="image", disable=not progress or len(paths) < 2,
