@@ -448,3 +448,23 @@ def test_probes_page_says_why_a_lowlight_run_has_no_probes(tmp_path):
     assert "low-light enhancement run (tml)" in info and "apply to representation runs" in info
     assert "PSNR and SSIM" in info and "**Images**" in info
     assert not at.button and not specs(at)
+
+
+def test_clusters_page_when_the_methods_own_clusters_start_late(tmp_path):
+    """DEPICT logs its own assignments only after its k-means initialisation: earlier snapshots have none."""
+    w = RunWriter(tmp_path / "depict", {"method": "depict", "dataset": "digits", "classes": [str(i) for i in range(3)]})
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 20)
+    for step in (0, 5, 10):
+        arrays = dict(features=rng.normal(size=(60, 4)).astype(np.float16), labels=labels, index=np.arange(60),
+                      kmeans=rng.integers(0, 3, 60))
+        if step >= 10:
+            arrays["codes"] = labels.copy()
+        w.add_arrays(step, "embeddings", {"epoch": step // 5}, **arrays)
+        w.log(step, {"loss": 1.0})
+    w.close("finished")
+    at = app_on(tmp_path, "views/clusters.py")
+    at.radio(key="cluster_source").set_value("codes").run()
+    assert not at.exception
+    assert any("start at step 10" in c.value for c in at.caption)
+    assert any(t.startswith("matched confusion at step 10: ACC 1.000") for t in specs(at))

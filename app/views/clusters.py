@@ -44,13 +44,18 @@ def show(name: str) -> None:
     c1, c2 = st.columns(2)
     if df is not None and any(k in df for k in keys):
         c1.plotly_chart(charts.curves(df, keys, "clustering quality over time"), width="stretch", key="cq")
-    # occupancy: cluster sizes (largest first) per snapshot; a collapse puts everything into one cluster
+    # occupancy: cluster sizes (largest first) per snapshot; a collapse puts everything into one cluster. A method's
+    # own assignments may start late (DEPICT's after its k-means initialisation): only snapshots that carry them
+    found = [(s, load_array(run_path, "embeddings", s, source)) for s in steps]
+    found = [(s, a) for s, a in found if a is not None]
+    if len(found) < len(steps):
+        st.caption(f"{SOURCES[source].capitalize()} start at step {found[0][0]}: the {len(steps) - len(found)} "
+                   "earlier snapshots have none (e.g. DEPICT's before its k-means initialisation).")
+    steps = [s for s, _ in found]
     occ = []
-    for s in steps:
-        a = load_array(run_path, "embeddings", s, source)
+    for _, a in found:
         k = int(max(a.max() + 1, latest[source].max() + 1))
-        occ.append(np.sort(occupancy(a, k))[::-1])
-    width = max(len(o) for o in occ)
+        occ.append(np.sort(occupancy(a, k))[::-1])    width = max(len(o) for o in occ)
     occ = np.stack([np.pad(o, (0, width - len(o))) for o in occ])
     c2.plotly_chart(charts.heatmap(np.round(occ.T, 3), steps, [f"#{i + 1}" for i in range(width)],
                                    "cluster sizes (fraction, largest first)", "step", "cluster rank", text=False),
