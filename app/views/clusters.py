@@ -55,7 +55,8 @@ def show(name: str) -> None:
     occ = []
     for _, a in found:
         k = int(max(a.max() + 1, latest[source].max() + 1))
-        occ.append(np.sort(occupancy(a, k))[::-1])    width = max(len(o) for o in occ)
+        occ.append(np.sort(occupancy(a, k))[::-1])
+    width = max(len(o) for o in occ)
     occ = np.stack([np.pad(o, (0, width - len(o))) for o in occ])
     c2.plotly_chart(charts.heatmap(np.round(occ.T, 3), steps, [f"#{i + 1}" for i in range(width)],
                                    "cluster sizes (fraction, largest first)", "step", "cluster rank", text=False),
