@@ -1,7 +1,5 @@
 """Low-light networks: GDC (any size, fixed token count, linear cost), UGDC (any size, PM/EM presets' sizes) and
 Zero-DCE's DCE-Net (79,416 parameters, the curve iteration)."""
-import statistics
-import time
 
 import pytest
 import torch
@@ -88,7 +86,6 @@ def test_gdc_token_count_does_not_depend_on_input_size():
 
 # ---------------------------------------------------------------- (c) cost linear in the pixel count
 def test_gdc_cost_is_linear_in_pixels():
-    torch.set_num_threads(1)
     torch.manual_seed(0)
     c = 16
     g = GlobalDynamicConv(c).eval()
@@ -99,22 +96,6 @@ def test_gdc_cost_is_linear_in_pixels():
         return counter.get_total_flops()
 
     flop_ratio = flops(128) / flops(64)
-
-    # Wall time, sizes interleaved. A larger input runs first: glibc raises its mmap/trim thresholds after freeing
-    # a big block, otherwise every 128 px call pays fresh page faults for its multi-MB buffers and the ratio measures
-    # the allocator. Even so GDC is memory-bound (A is M = 64 maps) and 128 px spills the caches: expect ~3-6.
-    xs = {s: torch.randn(1, c, s, s) for s in (64, 128)}
-    times: dict[int, list[float]] = {64: [], 128: []}
-    with torch.no_grad():
-        g(torch.randn(1, c, 256, 256))
-        for s in (128, 64):
-            g(xs[s])
-        for _ in range(9):
-            for s in (128, 64):
-                t = time.perf_counter()
-                g(xs[s])
-                times[s].append(time.perf_counter() - t)
-    time_ratio = statistics.median(times[128]) / statistics.median(times[64])
 
     def saved_bytes(side: int) -> int:  # activation memory kept for backward
         total = 0
@@ -129,11 +110,12 @@ def test_gdc_cost_is_linear_in_pixels():
         return total
 
     memory_ratio = saved_bytes(128) / saved_bytes(64)
-    print(f"GDC 64x64 -> 128x128 (4x pixels): FLOPs x{flop_ratio:.2f}, wall time x{time_ratio:.2f}, "
-          f"saved activations x{memory_ratio:.2f} (quadratic attention: x16)")
+    # Counted, not timed: wall time belongs to benchmarks/ (on a loaded 2-core machine the ratio swung from ~4 to
+    # 8.6 while FLOPs and saved activations stay put). Quadratic attention would give x16 on both.
+    print(f"GDC 64x64 -> 128x128 (4x pixels): FLOPs x{flop_ratio:.2f}, saved activations x{memory_ratio:.2f} "
+          "(quadratic attention: x16)")
     assert 3.6 < flop_ratio < 4.4
     assert 3.0 < memory_ratio < 4.4
-    assert time_ratio < 8
 
 
 # ---------------------------------------------------------------- (d) Zero-DCE
