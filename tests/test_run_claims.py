@@ -319,3 +319,18 @@ def test_enhance_with_a_bad_checkpoint_or_an_out_file_is_one_line(tmp_path):
 
     with pytest.raises(ConfigError, match="is a file"):
         enhance_files(None, image, tmp_path / "taken")
+
+
+def test_tml_with_one_epoch_trains_every_stage_and_says_so(quick, runs_dir):
+    from workbench.lowlight.methods.tml import fit_stages
+
+    assert fit_stages((10, 0, 0), 10, True)[0] == (1, 6, 3)  # --epochs 1 --tm-epochs 1 at 10 steps an epoch
+    assert fit_stages((0, 50, 25), 75, False)[0] == (0, 50, 25)  # a plan that fits is kept
+    with pytest.raises(ConfigError, match="fewer than its 3 stages"):
+        fit_stages((1, 0, 0), 2, True)
+    r = workbench.train(workbench.TrainConfig(method="tml", dataset="photos", epochs=1, patches=64, patch_size=32,
+                                              batch_size=16, run_name="tml1", runs_dir=str(runs_dir), progress=False))
+    with RunReader(r.run_dir) as reader:
+        stages = reader.scalar("stage")
+        assert set(stages.unique()) == {0.0, 1.0, 2.0}, stages.tolist()  # TM, PM and EM all trained
+        assert any("TML stages" in m and "instead" in m for m in reader.events()["message"])

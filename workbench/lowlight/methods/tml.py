@@ -69,6 +69,32 @@ class TMLOptions(MethodOptions):
             raise ConfigError(f"gdc_grid={self.gdc_grid!r} is not allowed: {e}, or auto") from None
 
 
+STAGE_SHARES = (0.1, 0.6, 0.3)  # TM, PM, EM of a budget too small for the plan (benchmarks/lowlight.py's split)
+
+
+def fit_stages(plan: tuple[int, int, int], total: int, learned_tm: bool) -> tuple[tuple[int, int, int], str]:
+    """The stage lengths in steps and a line saying them. When the planned stages leave the predicting or the
+    enhancing model without a step inside the run's ``total`` steps (e.g. ``--epochs 1`` with ``--tm-epochs 1``),
+    the run's steps are shared 10 / 60 / 30 % instead (no TM share with a synthetic troublemaker), so every stage
+    trains; fewer steps than stages is a :class:`ConfigError`."""
+    tm, pm, em = plan
+    tm = tm if learned_tm else 0
+    if pm >= 1 and tm + pm < total:  # each model gets a step (the enhancing stage runs to the end of the run)
+        return (tm, pm, em), (f"TML stages: troublemaker {tm}, predicting {pm}, enhancing {total - tm - pm} steps "
+                              f"of this run's {total}")
+    needed = 3 if learned_tm else 2
+    if total < needed:
+        raise ConfigError(f"tml: the run has {total} training steps, fewer than its {needed} stages; give it more "
+                          "--epochs (or more --patches)")
+    shares = STAGE_SHARES if learned_tm else (0.0, 2 / 3, 1 / 3)
+    tm_s = max(1, round(shares[0] * total)) if learned_tm else 0
+    em_s = max(1, round(shares[2] * total))
+    pm_s = total - tm_s - em_s
+    return (tm_s, pm_s, em_s), (f"TML stages: the planned troublemaker {tm} / predicting {pm} / enhancing {em} steps "
+                                f"leave a model untrained in this run's {total} steps; shared as {tm_s} / {pm_s} / "
+                                f"{em_s} instead (set --tm-epochs and --em-epochs to choose)")
+
+
 class TML(LowLightMethod):
     name = "tml"
     Options = TMLOptions
@@ -103,10 +129,13 @@ class TML(LowLightMethod):
         if cfg.troublemaker == "learned" and bundle is not None:  # the user's LOL pairs (read with the dataset)
             chw = lambda a: torch.from_numpy(a).permute(2, 0, 1).contiguous()  # noqa: E731
             pairs = [(chw(lo), chw(hi)) for _, lo, hi in bundle.pairs]
-        return cls(width=cfg.ugdc_width, levels=cfg.ugdc_levels, grid=parse_grid(cfg.gdc_grid),
-                   troublemaker=cfg.troublemaker,
-                   stage_steps=tuple(round(e * steps_per_epoch) for e in (tm, pm, em)), ssim_weight=cfg.ssim_weight,
-                   pixel_loss=cfg.pixel_loss, pairs=pairs, patch_size=cfg.patch_size)
+        steps, note = fit_stages(tuple(round(e * steps_per_epoch) for e in (tm, pm, em)),
+                                 round(cfg.epochs * steps_per_epoch), cfg.troublemaker == "learned")
+        method = cls(width=cfg.ugdc_width, levels=cfg.ugdc_levels, grid=parse_grid(cfg.gdc_grid),
+                     troublemaker=cfg.troublemaker, stage_steps=steps, ssim_weight=cfg.ssim_weight,
+                     pixel_loss=cfg.pixel_loss, pairs=pairs, patch_size=cfg.patch_size)
+        method.notes_for_first_step.append(note)
+        return method
 
     # ------------------------------------------------------------------ stages
     def stage(self, step: int | None = None) -> int:
