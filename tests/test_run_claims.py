@@ -333,4 +333,4 @@ def test_tml_with_one_epoch_trains_every_stage_and_says_so(quick, runs_dir):
     with RunReader(r.run_dir) as reader:
         stages = reader.scalar("stage")
         assert set(stages.unique()) == {0.0, 1.0, 2.0}, stages.tolist()  # TM, PM and EM all trained
-        assert any("TML stages" in m and "instead" in m for m in reader.events()["message"])
+        assert any("TML plan" in m and "instead" in m for m in reader.events()["message"])

@@ -80,7 +80,7 @@ def fit_stages(plan: tuple[int, int, int], total: int, learned_tm: bool) -> tupl
     tm, pm, em = plan
     tm = tm if learned_tm else 0
     if pm >= 1 and tm + pm < total:  # each model gets a step (the enhancing stage runs to the end of the run)
-        return (tm, pm, em), (f"TML stages: troublemaker {tm}, predicting {pm}, enhancing {total - tm - pm} steps "
+        return (tm, pm, em), (f"TML plan: troublemaker {tm}, predicting {pm}, enhancing {total - tm - pm} steps "
                               f"of this run's {total}")
     needed = 3 if learned_tm else 2
     if total < needed:
@@ -90,7 +90,7 @@ def fit_stages(plan: tuple[int, int, int], total: int, learned_tm: bool) -> tupl
     tm_s = max(1, round(shares[0] * total)) if learned_tm else 0
     em_s = max(1, round(shares[2] * total))
     pm_s = total - tm_s - em_s
-    return (tm_s, pm_s, em_s), (f"TML stages: the planned troublemaker {tm} / predicting {pm} / enhancing {em} steps "
+    return (tm_s, pm_s, em_s), (f"TML plan: the planned troublemaker {tm} / predicting {pm} / enhancing {em} steps "
                                 f"leave a model untrained in this run's {total} steps; shared as {tm_s} / {pm_s} / "
                                 f"{em_s} instead (set --tm-epochs and --em-epochs to choose)")
 
