@@ -31,10 +31,12 @@ def make_run(run_dir: Path, steps: int, points: int, seed: int = 0) -> None:
 
     rng = np.random.default_rng(seed)
     w = RunWriter(run_dir, {"method": "simclr", "dataset": "digits", "total_steps": steps,
-                            "config": {"tau": 0.2, "epochs": 100, "batch_size": 256}, "classes": list("0123456789")})
+                            "config": {"tau": 0.2, "epochs": 100, "batch_size": 256, "proj_dim": 128},
+                            "classes": list("0123456789")})
     con = w._con  # bulk load for the benchmark fixture; the trainer writes one transaction per step
     con.execute("BEGIN")
     rows = [(s, k, float(v)) for s in range(1, steps + 1) for k, v in zip(KEYS, rng.random(len(KEYS)))]
+    rows = [(s, k, 128 ** -0.5 if k == "collapse_ref" else v) for s, k, v in rows]  # what a d = 128 run logs
     con.executemany("INSERT INTO scalars VALUES (?, ?, ?)", rows)
     con.executemany("INSERT OR REPLACE INTO latest VALUES (?, ?, ?)", [(k, s, v) for s, k, v in rows[-len(KEYS):]])
     hist = []

@@ -468,3 +468,15 @@ def test_clusters_page_when_the_methods_own_clusters_start_late(tmp_path):
     assert not at.exception
     assert any("start at step 10" in c.value for c in at.caption)
     assert any(t.startswith("matched confusion at step 10: ACC 1.000") for t in specs(at))
+
+
+def test_curves_page_never_raises_on_an_odd_stored_reference(tmp_path):
+    """The reference lines need the embedding size d: read from the run's config, and a value that cannot be a size
+    (here collapse_ref = 1, i.e. d = 1, in a run without proj_dim) leaves the line out with a reason."""
+    w = RunWriter(tmp_path / "odd", {"method": "simclr", "dataset": "digits", "config": {"epochs": 1}})
+    for step in (1, 2):
+        w.log(step, {"loss": 1.0, "uniform": -1.0, "collapse_std": 0.5, "collapse_ref": 1.0})
+    w.close("finished")
+    at = app_on(tmp_path, "views/curves.py")
+    assert not at.exception
+    assert any("d=1 is below 2" in c.value for c in at.caption)

@@ -1,11 +1,16 @@
 """Training curves of one or several runs overlaid (a temperature or momentum sweep side by side)."""
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
+import numpy as np
 import streamlit as st
 
 from workbench.ui import charts
-from common import REFRESH, follower, pick_runs
+from common import REFRESH, follower, pick_runs, runs_dir
 from workbench.diagnostics.geometry import uniformity_reference
+from workbench.runs.store import RunReader, RunStoreError
 
 st.header("Training curves")
 names = pick_runs()
@@ -47,13 +52,15 @@ def show(names: list[str]) -> None:
             continue
         reference = ref
         if isinstance(ref, str):  # a reference level that depends on the embedding size d of the runs shown
-            dims = {round(df["collapse_ref"].dropna().iloc[-1] ** -2) for df in frames.values()
-                    if "collapse_ref" in df and df["collapse_ref"].notna().any()}
+            dims = {embedding_dim(n, df) for n, df in frames.items()} - {None}
             reference = None
             if len(dims) == 1:
                 d = dims.pop()
-                reference = ({f"1/sqrt({d})": d ** -0.5} if ref == "collapse_ref"
-                             else {f"uniform on the sphere, d={d}": uniformity_reference(d)})
+                if d >= 2:
+                    reference = ({f"1/sqrt({d})": d ** -0.5} if ref == "collapse_ref"
+                                 else {f"uniform on the sphere, d={d}": uniformity_reference(d)})
+                else:
+                    cols[i % 2].caption(f"No reference line for {key}: the run's embedding size d={d} is below 2.")
         fig = charts.overlay(frames, key, title, smoothing if key in ("loss", "img_per_s") else 0.0, reference)
         cols[i % 2].plotly_chart(fig, width="stretch", key=f"curve-{key}")
     blocks = {f"{n} · block {c[len('knn_acc_block'):]}": df.rename(columns={c: "knn_block"})
@@ -61,6 +68,24 @@ def show(names: list[str]) -> None:
     if blocks:  # RotNet: the middle blocks transfer best
         st.plotly_chart(charts.overlay(blocks, "knn_block", "kNN accuracy of each backbone block"), width="stretch",
                         key="curve-blocks")
+
+
+def embedding_dim(name: str, df) -> int | None:
+    """The size d of the embedding the geometry is measured on: the run's ``proj_dim`` where it has one, else the
+    size implied by the logged ``collapse_ref`` (= 1/sqrt(d)); ``None`` when neither is usable. Never raises."""
+    try:
+        with RunReader(Path(runs_dir()) / name) as reader:
+            config = reader.config
+    except (RunStoreError, sqlite3.Error):
+        config = {}
+    d = config.get("proj_dim")
+    if isinstance(d, int) and not isinstance(d, bool):
+        return d
+    if "collapse_ref" in df and df["collapse_ref"].notna().any():
+        ref = float(df["collapse_ref"].dropna().iloc[-1])
+        if np.isfinite(ref) and ref > 0:
+            return int(round(ref ** -2))
+    return None
 
 
 if names:
