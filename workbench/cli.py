@@ -12,6 +12,7 @@ from pathlib import Path
 from workbench.config import ConfigError
 
 APP_ENTRY = Path(__file__).resolve().parent.parent / "app" / "Home.py"
+UPLOAD_LIMIT_MB = 50  # the app's upload box (Streamlit's default is 200 MB); enhancement itself runs in tiles
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks" / "run_all.py"
 
 
@@ -176,7 +177,8 @@ def _delete_run(args) -> int:
 def app_command(runs_dir: str, address: str = "127.0.0.1", port: int = 8501, headless: bool = True) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(APP_ENTRY), "--server.address", address,
             "--server.port", str(port), "--server.headless", str(headless).lower(),
-            "--browser.gatherUsageStats", "false", "--", "--runs-dir", str(runs_dir)]
+            "--browser.gatherUsageStats", "false", "--server.maxUploadSize", str(UPLOAD_LIMIT_MB),
+            "--", "--runs-dir", str(runs_dir)]
 
 
 def cmd_app(args) -> int:

@@ -49,12 +49,61 @@ def load_enhancer(run_dir: str | os.PathLike, device: str = "cpu"):
     return method.to(dev).eval()
 
 
+TILE, OVERLAP = 512, 64  # pixels: memory is bounded by one tile whatever the image size
+
+
+def _starts(size: int, tile: int, step: int) -> list[int]:
+    """Tile origins along one axis: every ``step`` pixels, the last one flush with the end."""
+    if size <= tile:
+        return [0]
+    starts = list(range(0, size - tile, step))
+    return starts + [size - tile]
+
+
+def _ramp(length: int, overlap: int, first: bool, last: bool) -> np.ndarray:
+    """Blending weights along one axis of a tile: rising over the overlap (except at the image's edge), flat inside."""
+    w = np.ones(length, dtype=np.float32)
+    n = min(overlap, length // 2)
+    if n > 0:
+        ramp = (np.arange(n, dtype=np.float32) + 0.5) / n
+        if not first:
+            w[:n] = ramp
+        if not last:
+            w[-n:] = ramp[::-1]
+    return w
+
+
 @torch.no_grad()
-def enhance_array(method, image: np.ndarray) -> np.ndarray:
-    """(H, W, 3) float in [0, 1] -> the enhanced (H, W, 3) float32 in [0, 1]."""
+def enhance_array(method, image: np.ndarray, tile: int = TILE, overlap: int = OVERLAP) -> np.ndarray:
+    """(H, W, 3) float in [0, 1] -> the enhanced (H, W, 3) float32 in [0, 1].
+
+    Images larger than ``tile`` x ``tile`` are enhanced in overlapping tiles blended with linear ramps over the
+    ``overlap``, so memory stays that of one tile (a 4000 x 4000 image took 6.6 GB in one piece). Zero-DCE is
+    local and its tiles agree with the whole-image result up to the border effects the overlap hides; TML's
+    global dynamic convolution sees each tile's own context, so tiles differ slightly from one whole pass
+    (measured in tests/test_run_claims.py: PSNR against the whole image)."""
     device = next(method.parameters()).device
-    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
-    return method.enhance(x)[0].permute(1, 2, 0).float().cpu().numpy()
+    h, w = image.shape[:2]
+
+    def run(part: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(part, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
+        return method.enhance(x)[0].permute(1, 2, 0).float().cpu().numpy()
+
+    if h <= tile and w <= tile:
+        return run(image)
+    step = max(1, tile - overlap)
+    out = np.zeros((h, w, 3), dtype=np.float32)
+    weight = np.zeros((h, w, 1), dtype=np.float32)
+    ys, xs = _starts(h, tile, step), _starts(w, tile, step)
+    for i, y in enumerate(ys):
+        for j, x in enumerate(xs):
+            part = image[y: y + tile, x: x + tile]
+            ph, pw = part.shape[:2]
+            wgt = np.outer(_ramp(ph, overlap, i == 0, i == len(ys) - 1),
+                           _ramp(pw, overlap, j == 0, j == len(xs) - 1))[..., None]
+            out[y: y + ph, x: x + pw] += run(part) * wgt
+            weight[y: y + ph, x: x + pw] += wgt
+    return out / np.maximum(weight, 1e-8)
 
 
 def enhance_files(method, source: str | os.PathLike, out_dir: str | os.PathLike,
