@@ -367,3 +367,12 @@ def test_large_images_are_enhanced_in_tiles_with_bounded_memory_and_no_seams(tmp
     p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert float(p.stdout.strip()) < 1024, p.stdout  # MB above the process's baseline
+
+
+def test_a_patch_larger_than_the_training_images_is_refused_and_leaves_nothing(runs_dir, capsys):
+    from workbench.cli import main
+
+    assert main(["train", "--method", "zerodce", "--patch-size", "100000", "--epochs", "1", "--runs-dir",
+                 str(runs_dir), "--progress", "false"]) == 2
+    assert "patch_size=100000 is larger than the training images allow" in capsys.readouterr().err
+    assert not list(runs_dir.iterdir())

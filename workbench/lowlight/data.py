@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from workbench.config import ConfigError
 from workbench.data.imageio import (DEFAULT_MAX_PIXELS, ImageReadError, image_files, iter_images, list_images,
                                     read_image)
 from workbench.data.registry import DatasetBundle, DatasetUnavailable, ImageSet
@@ -355,6 +356,15 @@ def _bundle(name, train, test, source) -> DatasetBundle:
                          std=IMAGENET_STD, crop_scale=(1.0, 1.0), source=source)
 
 
+def _check_patch(patch_size: int, images: list[torch.Tensor]) -> None:
+    """A training crop may upscale a small image, up to twice the largest short side among the training images,
+    never more (memory grows with the square of the patch: --patch-size 100000 asked for 61 TB)."""
+    limit = 2 * max(min(im.shape[-2:]) for im in images)
+    if patch_size > limit:
+        raise ConfigError(f"patch_size={patch_size} is larger than the training images allow: at most {limit} px "
+                          "(twice the largest short side among them)")
+
+
 def _load_photos(patch_size: int, n_train: int, test_size: int, seed: int) -> DatasetBundle:
     try:
         train_imgs = [_photo(n) for n in PHOTOS_TRAIN]
@@ -364,6 +374,7 @@ def _load_photos(patch_size: int, n_train: int, test_size: int, seed: int) -> Da
                                  f"`pip install scikit-image`, or use folder:<path> with your own images") from e
     weights = [im.shape[-1] * im.shape[-2] * (0.5 if n in GRAY_PHOTOS else 1.0)
                for n, im in zip(PHOTOS_TRAIN, train_imgs)]
+    _check_patch(patch_size, train_imgs)
     g = torch.Generator().manual_seed(int(seed))
     train = random_crops(train_imgs, n_train, patch_size, g, weights)
     test = _test_crops(test_imgs, test_size)
@@ -405,6 +416,7 @@ def _load_folder(spec: str, patch_size: int, n_train: int, test_size: int, seed:
         n_test = max(1, round(0.1 * len(images)))
         test_idx, train_idx = sorted(perm[:n_test]), sorted(perm[n_test:])
         note = f"{len(train_idx)} train / {len(test_idx)} test images (fixed split)"
+    _check_patch(patch_size, [images[i] for i in train_idx])
     g = torch.Generator().manual_seed(int(seed))
     train = random_crops([images[i] for i in train_idx], n_train, patch_size, g)
     test = _test_crops([images[i] for i in test_idx], test_size)
