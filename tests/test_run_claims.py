@@ -376,3 +376,11 @@ def test_a_patch_larger_than_the_training_images_is_refused_and_leaves_nothing(r
                  str(runs_dir), "--progress", "false"]) == 2
     assert "patch_size=100000 is larger than the training images allow" in capsys.readouterr().err
     assert not list(runs_dir.iterdir())
+
+
+def test_gsimclr_pretraining_longer_than_the_run_leaves_simclr_steps_and_says_so(quick):
+    r = workbench.train(quick(method="gsimclr", epochs=2, batch_size=256, pretrain_epochs=5, run_name="g"))
+    with RunReader(r.run_dir) as reader:
+        stages = reader.scalar("stage")
+        assert set(stages.unique()) == {1.0, 2.0}, stages.tolist()  # the autoencoder, then SimCLR
+        assert any(m.startswith("G-SimCLR plan") for m in reader.events()["message"])

@@ -85,9 +85,19 @@ class GSimCLR(SimCLR):
     @classmethod
     def from_config(cls, cfg, backbone, views, bundle):
         batch = min(cfg.batch_size, len(bundle.train))
-        return cls(backbone, views, bundle.train.images, tau=cfg.tau, proj_dim=cfg.proj_dim,
-                   pretrain_steps=round(cfg.pretrain_epochs * epoch_batches(len(bundle.train), batch)),
-                   n_clusters=batch)
+        per_epoch = epoch_batches(len(bundle.train), batch)
+        pretrain, total = round(cfg.pretrain_epochs * per_epoch), cfg.epochs * per_epoch
+        note = None
+        if pretrain and pretrain >= total:  # the SimCLR stage would never train: never a quiet "finished"
+            pretrain = total // 2
+            note = (f"G-SimCLR plan: --pretrain-epochs {cfg.pretrain_epochs} would fill this run's {total} steps "
+                    f"with the autoencoder; it gets {pretrain} and SimCLR on the pseudo-label batches "
+                    f"{total - pretrain} (give more --epochs for the planned pretraining)")
+        method = cls(backbone, views, bundle.train.images, tau=cfg.tau, proj_dim=cfg.proj_dim,
+                     pretrain_steps=pretrain, n_clusters=batch)
+        if note:
+            method.notes_for_first_step.append(note)
+        return method
 
     @torch.no_grad()
     def assign_pseudo_labels(self, device) -> None:
