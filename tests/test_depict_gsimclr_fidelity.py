@@ -188,6 +188,74 @@ def test_depict_head_starts_from_kmeans_and_is_first_trained_on_its_labels():
     assert out.logs["stage"] == 2.0 and "target_change" in out.logs
 
 
+def test_depict_init_stage_early_stops_on_the_held_out_nmi_and_keeps_the_best_weights(monkeypatch):
+    """``train_RLC``'s init stage: a 10% split held out of the init batches, the NMI between the head's clean
+    predictions there and the initial labels after each epoch (no class labels), stop once it has not improved for
+    more than ``patience`` epochs, and restore the best epoch's weights."""
+    from workbench.methods.depict import DEPICT_STAGE, INIT
+
+    images, _ = blobs()
+    m = tiny_depict(images)
+    m.init_epochs, m.init_patience, m.init_clustering = 50, 2, "kmeans"
+    g = torch.Generator().manual_seed(0)
+    order = m.batch_order(4, 10, g)  # clustering, then the init stage's first epoch
+    assert int(m.stage) == INIT
+    held = set(m.holdout.nonzero().flatten().tolist())
+    assert len(held) == 5 and not held & set(order.flatten().tolist())  # round(0.1 * 48), never trained on
+    real = m.holdout_nmi()  # the head starts at the clustering's centroids: it agrees with its labels
+    assert real == pytest.approx(normalized_mutual_info_score(
+        m.labels[sorted(held)].numpy(), m.head(m.whole_set()[0][sorted(held)]).argmax(1).numpy()))
+    scores = iter([0.7, 0.6, 0.65, 0.7, 0.9])  # after epochs 1, 2, ...: best at 1, then 3 epochs without gain
+    monkeypatch.setattr(m, "holdout_nmi", lambda: next(scores))
+    m.init_best.fill_(0.5)
+    heads = []
+    for epoch in range(1, 6):
+        with torch.no_grad():
+            m.head.weight.add_(1.0)  # stands for an epoch of training
+        heads.append(m.head.weight.detach().clone())
+        order = m.batch_order(4, 10, g)
+        if int(m.stage) == INIT:
+            assert not held & set(order.flatten().tolist())
+        else:
+            break
+    assert epoch == 4 and int(m.stage) == DEPICT_STAGE
+    torch.testing.assert_close(m.head.weight.detach(), heads[0])  # the best epoch's weights
+    assert len(set(m.order.flatten().tolist())) == 40  # the DEPICT stage: a permutation of all images again
+
+
+def test_depict_official_encoder_is_build_mda():
+    """``--encoder official``: ``build_MdA`` with the MNIST settings (``dataset_settings``: kernels 4, 5, strides 2,
+    paddings 0, 2; 50 feature maps; a tanh dense layer of 10 units; the decoder its mirror): on 28 px images the
+    layer shapes and the parameter count of lasagne's layers, 178,211 (+ 110 for the softmax head)."""
+    from workbench.nn.autoencoders import DEPICTEncoder, encode_blocks
+
+    images = torch.randint(0, 256, (20, 1, 28, 28), dtype=torch.uint8)
+    m = DEPICT(SmallConvNet(1), ContrastiveViews(ViewConfig(size=28), mean=MEAN, std=STD), images, n_clusters=10,
+               size=28, encoder="official")
+    assert isinstance(m.backbone, DEPICTEncoder) and m.backbone.out_dim == 50 * 7 * 7
+    assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())
+    count = lambda mod: sum(p.numel() for p in mod.parameters())  # noqa: E731
+    official = {"l_e1": 50 * 16 + 50, "l_e2": 50 * 50 * 25 + 50, "l_e3": 2450 * 10 + 10, "l_d2_flat": 10 * 2450 + 2450,
+                "l_d1": 50 * 50 * 25 + 50, "l_d0": 50 * 16 + 1}
+    assert count(m.backbone) == official["l_e1"] + official["l_e2"]
+    assert count(m.embedding) == official["l_e3"]
+    assert count(m.decoder) == official["l_d2_flat"] + official["l_d1"] + official["l_d0"]
+    assert count(m.backbone) + count(m.embedding) + count(m.decoder) == 178211 and count(m.head) == 110
+    x = m.views.prepare(images[:3])
+    blocks, h = encode_blocks(m.backbone, x)
+    assert [tuple(b.shape[1:]) for b in blocks] == [(50, 13, 13), (50, 7, 7)] and h.shape == (3, 2450)
+    x_hat, d1, d2 = m.decoder(m.embed_clusters(h), [tuple(b.shape[1:]) for b in blocks] + [tuple(x.shape[1:])])
+    assert x_hat.shape == x.shape and d1.shape == blocks[0].shape and d2.shape == blocks[1].shape
+    torch.testing.assert_close(h, m.backbone(x))
+    out = m.step(images[:4], 0, torch.Generator().manual_seed(0))  # pre-training step: layer-wise reconstruction
+    assert torch.isfinite(out.loss) and out.loss.requires_grad
+    # the default (--encoder auto): the official layout from 16 px (USPS) up, the backbone on 8 px digits
+    auto28 = DEPICT(SmallConvNet(1), ContrastiveViews(ViewConfig(size=28), mean=MEAN, std=STD), images,
+                    n_clusters=10, size=28)
+    assert isinstance(auto28.backbone, DEPICTEncoder) and any("official encoder" in n for n in auto28.notes_for_first_step)
+    assert isinstance(tiny_depict(blobs()[0]).backbone, SmallConvNet)
+
+
 def official_acpic(x, n_clusters, k, a=1.0, z=0.01):
     """``predict_ac_mpi`` / ``gacCluster`` with its dense inversions: k-NN digraph ``exp(-d^2 / sigma^2)`` plus
     self-loops, rows normalised; initial clusters = components of the 1-NN links; merge the pair with the largest

@@ -14,22 +14,33 @@ training set, once per epoch, and held fixed for that epoch::
 reconstruction). Procedure: (1) ``pretrain`` steps of reconstruction only; (2) a clustering of the clean embeddings
 of the training set (``--init-clustering``: AC-PIC, the official code's for the small sets USPS and MNIST-test, up
 to 20,000 images; k-means with 40 restarts, its choice for MNIST-full, above), the head initialised to the
-unit-norm centroids (bias 0) and trained ``init_epochs`` epochs with cross-entropy on those labels plus
-reconstruction; (3) DEPICT epochs, each starting with the whole-set target above, until the mean squared change
-of successive targets falls below 1e-7.
+unit-norm centroids (bias 0) and trained with cross-entropy on those labels plus reconstruction on 90% of the
+training images, early-stopped as officially: after each epoch the NMI between the head's clean predictions on the
+held-out 10% and the initial labels (no class labels), stop once it has not improved for more than
+``--init-patience`` (5) epochs, and restore the best epoch's weights; (3) DEPICT epochs, each starting with the
+whole-set target above, until the mean squared change of successive targets falls below 1e-7.
 
 Follows ``herandy/DEPICT`` (``functions.py``: ``build_MdA``, ``train_RLC``, whose init stage is ``train_fn_init``).
-Departs: the encoder is the workbench backbone (4 conv-BN-ReLU blocks, pooled) and every hidden block is
-reconstructed with weight 0.1 (officially 2 conv layers), its clean output a target without gradient (officially
-the gradient flows through it too); AC-PIC's incremental path integral is computed to its leading order in z (exact
-up to O(z^3) at the official z = 0.01; officially by dense matrix inversions); the init stage runs a fixed
-``--init-epochs`` (officially early-stopped on the NMI to the initial labels of a 10% split); pre-training runs a
-fixed ``--pretrain-epochs`` (officially until the validation reconstruction stops improving; default 20 of a
-60-epoch run); each epoch's target comes from one clean pass at the epoch's start (officially from each batch's
-prediction right after its update, collected over the previous epoch); once the targets converge they are no longer
-rebuilt but training goes on to ``--epochs`` (officially it stops). Defaults (``common_defaults``): Adam without
-decay, batch 100 as officially, but lr 1e-3 (officially 1e-4 over up to 4000 epochs; ``--lr 1e-4`` is the official
-one) under the engine's warm-up + cosine schedule (officially constant).
+``--encoder official`` is ``build_MdA`` with the MNIST / USPS settings (``dataset_settings``): convs 4x4 and 5x5,
+stride 2, paddings 0 and 2, 50 maps, LeakyReLU(0.01), no batch-norm, the flattened maps into the tanh embedding,
+and its mirror of transposed convs as the decoder (178,211 parameters at 28 px, as lasagne counts them).
+It is the default (``--encoder auto``) from 16 px (USPS, the official code's smallest set) up. Departs: on smaller
+images (8 px digits; ``--encoder backbone``) the encoder is the workbench backbone (4 conv-BN-ReLU blocks, pooled)
+and every hidden block is reconstructed with weight 0.1 (officially 2 conv layers); with ``--encoder official`` the
+last decoder layer is linear (officially tanh, on images scaled to [-1, 1]; here the pixels are mean/std
+normalised) and 8 px digits go 8 -> 3 -> 2 px through the MNIST layout; either way each block's clean output is a
+target without gradient (officially the gradient flows through it too); AC-PIC's incremental path integral is
+computed to its leading order in z (exact up to O(z^3) at the official z = 0.01; officially by dense matrix
+inversions); the init stage's held-out split is random (officially stratified by class), its epochs fill the
+engine's fixed steps per epoch by continuing into a second permutation of the 90%, it lasts at most
+``--init-epochs`` (20; officially 1000) and its best weights are held in memory, not in checkpoints (a resume
+during the init stage ends it with the weights it has); pre-training runs a fixed ``--pretrain-epochs`` (officially
+until the validation reconstruction stops improving; default 20 of a 60-epoch run); each epoch's target comes from
+one clean pass at the epoch's start (officially from each batch's prediction right after its update, collected
+over the previous epoch); once the targets converge they are no longer rebuilt but training goes on to
+``--epochs`` (officially it stops). Defaults (``common_defaults``): Adam without decay, batch 100 as officially,
+but lr 1e-3 (officially 1e-4 over up to 4000 epochs; ``--lr 1e-4`` is the official one) under the engine's
+warm-up + cosine schedule (officially constant).
 """
 from __future__ import annotations
 
@@ -43,10 +54,12 @@ from torch import nn
 from workbench import process_group
 from workbench.config import MethodOptions, option
 from workbench.methods.base import Method, StepOutput
-from workbench.nn.autoencoders import LayerwiseDecoder, encode_blocks
+from workbench.nn.autoencoders import DEPICTDecoder, DEPICTEncoder, LayerwiseDecoder, encode_blocks
 
 PRETRAIN, INIT, DEPICT_STAGE = 0, 1, 2
 CONVERGED_MSE = 1e-7
+INIT_HOLDOUT = 0.1  # the init stage's validation share (train_RLC: test_size=0.10)
+OFFICIAL_MIN_SIZE = 16  # "auto": the official encoder from USPS's 16 px up; on 8 px digits it keeps 2x2 maps
 ACPIC_MAX = 20000  # "auto": AC-PIC up to this many training images (USPS, MNIST-test), k-means above (MNIST-full)
 
 
@@ -125,7 +138,18 @@ def depict_target(p: torch.Tensor, form: str = "paper") -> torch.Tensor:
 class DEPICTOptions(MethodOptions):
     n_clusters: int | None = option(None, "clusters of the softmax head (default: the number of classes)", ge=2)
     pretrain_epochs: float = option(20.0, "epochs of reconstruction only before the clustering objective", ge=0)
-    init_epochs: int = option(1, "epochs of cross-entropy on the k-means labels before the DEPICT targets", ge=0)
+    init_epochs: int = option(20, "at most this many epochs of cross-entropy on the initial clustering's labels "
+                              "before the DEPICT targets (officially up to 1000; early-stopped, see --init-patience)",
+                              ge=0)
+    init_patience: int = option(5, "end the init stage once the NMI between the head's predictions and the initial "
+                                "labels on a held-out 10% of the training images has not improved for more than this "
+                                "many epochs, and keep the best epoch's weights (train_RLC: 5; the split is random, "
+                                "officially stratified by class); -1: no early stopping, all --init-epochs", ge=-1)
+    encoder: str = option("auto", "the autoencoder's encoder: 'official' (build_MdA: 2 strided convs of 50 channels, "
+                          "LeakyReLU, no batch-norm, no pooling, mirrored by transposed convs; replaces --backbone), "
+                          "'backbone' (the run's --backbone, pooled, with a layer-wise decoder of 2x2 transposed "
+                          f"convs) or 'auto' (official from {OFFICIAL_MIN_SIZE} px, the size of its smallest set, "
+                          "USPS; backbone below: 8 px digits)", choices=("auto", "official", "backbone"))
     embed_dim: int | None = option(None, "size of the tanh embedding z = tanh(W h) the head and decoder read "
                                    "(default: as many as clusters, as officially); 0: the backbone's h itself", ge=0)
     target: str = option("dec", "target form: 'dec' p^2/f (the official code) or 'paper' p/sqrt(f)",
@@ -144,8 +168,19 @@ class DEPICT(Method):
     def __init__(self, backbone: nn.Module, views, images: torch.Tensor, n_clusters: int, size: int,
                  pretrain_steps: int = 100, init_epochs: int = 1, target: str = "dec", embed_dim: int | None = None,
                  dropouts: tuple[float, ...] = (0.1, 0.1, 0.0), rec_weight: float = 1.0, hidden_weight: float = 0.1,
-                 kmeans_restarts: int = 40, init_clustering: str = "auto"):
+                 kmeans_restarts: int = 40, init_clustering: str = "auto", init_patience: int = 5,
+                 encoder: str = "auto"):
+        if encoder == "auto":
+            encoder = "official" if size >= OFFICIAL_MIN_SIZE else "backbone"
+        if encoder == "official":
+            backbone = DEPICTEncoder(images.shape[1], size)
         super().__init__(backbone)
+        if encoder == "official":
+            self.notes_for_first_step.append(
+                f"DEPICT's official encoder (build_MdA: 2 strided convs of 50 maps, no batch-norm; "
+                f"{sum(p.numel() for p in backbone.parameters()):,} parameters) replaces the {size} px backbone; "
+                "--encoder backbone keeps it")
+        self.encoder, self.init_patience = encoder, init_patience
         self.views, self.n_clusters, self.target, self.dropouts = views, n_clusters, target, dropouts
         self.rec_weight, self.hidden_weight = rec_weight, hidden_weight
         self.images = images  # the training set (uint8, on the CPU): k-means and the whole-set targets
@@ -158,14 +193,17 @@ class DEPICT(Method):
         self.embed_dim = embed_dim = n_clusters if embed_dim is None else embed_dim  # 0: z is the backbone's h
         self.embedding = nn.Linear(backbone.out_dim, embed_dim) if embed_dim else nn.Identity()
         zdim = embed_dim or backbone.out_dim
-        self.decoder = LayerwiseDecoder(zdim, images.shape[1], tuple(b.shape[1] for b in blocks),
-                                        tuple(blocks[-1].shape[2:]))
+        self.decoder = (DEPICTDecoder(zdim, backbone) if isinstance(backbone, DEPICTEncoder) else
+                        LayerwiseDecoder(zdim, images.shape[1], tuple(b.shape[1] for b in blocks),
+                                         tuple(blocks[-1].shape[2:])))
         self.head = nn.Linear(zdim, n_clusters)
         n = len(images)
         for name, value in dict(stage=torch.tensor(PRETRAIN), steps_done=torch.tensor(0), init_left=torch.tensor(0),
                                 converged=torch.tensor(False), labels=torch.zeros(n, dtype=torch.long),
-                                q=torch.zeros(n, n_clusters)).items():
+                                q=torch.zeros(n, n_clusters), holdout=torch.zeros(n, dtype=torch.bool),
+                                init_best=torch.tensor(-1.0, dtype=torch.float64), init_since=torch.tensor(0)).items():
             self.register_buffer(name, value)
+        self.init_best_state: dict | None = None  # the init stage's best weights (kept in memory, not checkpointed)
         self.order: torch.Tensor | None = None  # this epoch's batches (steps, batch) of training-set indices
         self.epoch_start, self.epoch_logs, self.epoch_notes = 0, {}, []
 
@@ -173,7 +211,7 @@ class DEPICT(Method):
     def from_config(cls, cfg, backbone, views, bundle):
         return cls(backbone, views, bundle.train.images, n_clusters=cfg.n_clusters or max(2, bundle.num_classes),
                    size=views.config.size, init_epochs=cfg.init_epochs, target=cfg.target, embed_dim=cfg.embed_dim,
-                   init_clustering=cfg.init_clustering,
+                   init_clustering=cfg.init_clustering, init_patience=cfg.init_patience, encoder=cfg.encoder,
                    pretrain_steps=round(cfg.pretrain_epochs * bundle.steps_per_epoch(cfg.batch_size)))
 
     def embed_clusters(self, h: torch.Tensor) -> torch.Tensor:
@@ -207,29 +245,89 @@ class DEPICT(Method):
         self.head.bias.zero_()
         self.labels.copy_(labels)
 
+    def network_state(self) -> dict:
+        return {k: v.detach().clone() for k, v in self.state_dict().items()
+                if k.split(".")[0] in ("backbone", "embedding", "decoder", "head")}
+
+    @torch.no_grad()
+    def holdout_nmi(self) -> float:
+        """NMI between the head's clean predictions and the initial clustering's labels on the held-out images
+        (``train_RLC``'s ``val_nmi``: unsupervised, no class labels)."""
+        from sklearn.metrics import normalized_mutual_info_score
+
+        rows = self.holdout.nonzero().flatten()
+        was, device = self.training, self.head.weight.device
+        self.eval()
+        pred = torch.cat([self.head(self.embed_clusters(self.backbone(self.views.prepare(self.images[c].to(device)))))
+                          .argmax(1).cpu() for c in rows.split(1024)])
+        self.train(was)
+        return float(normalized_mutual_info_score(self.labels[rows].numpy(), pred.numpy()))
+
+    def init_step_epoch(self) -> bool:
+        """The init stage's epoch boundary: score the held-out NMI, keep the best weights; True when it stops."""
+        nmi = self.holdout_nmi()
+        self.epoch_logs = {"init_val_nmi": nmi}
+        if nmi > float(self.init_best):
+            self.init_best.fill_(nmi)
+            self.init_since.zero_()
+            self.init_best_state = self.network_state()
+        else:
+            self.init_since.add_(1)
+        self.init_left.sub_(1)
+        if int(self.init_left) <= 0 or int(self.init_since) > self.init_patience >= 0:
+            if self.init_patience >= 0 and self.init_best_state is not None:
+                self.load_state_dict(self.init_best_state, strict=False)
+                self.epoch_notes.append(f"init stage ends: held-out NMI to the initial labels {nmi:.4f}, best "
+                                        f"{float(self.init_best):.4f}, whose weights are restored")
+            self.init_best_state = None
+            return True
+        return False
+
     def batch_order(self, steps: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
         """A random permutation, as the engine's; at the epoch boundary it also advances DEPICT's stages and builds
-        the epoch's whole-set target."""
-        self.order = torch.randperm(len(self.images), generator=generator)[: steps * batch_size].view(steps, -1)
+        the epoch's whole-set target. During the early-stopped init stage the batches leave out the held-out
+        images (a permutation of the rest, continued into a second one to fill the epoch's steps)."""
+        n = len(self.images)
         self.epoch_start, self.epoch_logs, self.epoch_notes = int(self.steps_done), {}, []
         if int(self.stage) == PRETRAIN and int(self.steps_done) >= self.pretrain_steps:
             self.init_head_by_clustering()
             self.stage.fill_(INIT)
             self.init_left.fill_(self.init_epochs)
             name = "AC-PIC" if self.init_clustering == "acpic" else "k-means"
-            self.epoch_notes.append(f"clustering begins: head initialised by {name} on the embeddings of "
-                                    f"{len(self.images)} images; {self.init_epochs} epoch(s) of cross-entropy on "
-                                    f"its labels, then the DEPICT targets")
+            stop = (f"at most {self.init_epochs} epoch(s), early-stopped on the NMI to its labels of a held-out "
+                    f"{INIT_HOLDOUT:.0%} (patience {self.init_patience})" if self.init_patience >= 0
+                    else f"{self.init_epochs} epoch(s)")
+            self.epoch_notes.append(f"clustering begins: head initialised by {name} on the embeddings of {n} images; "
+                                    f"cross-entropy on its labels for {stop}, then the DEPICT targets")
+            if self.init_patience >= 0 and self.init_epochs > 0:
+                held = torch.randperm(n, generator=generator)[: max(1, round(INIT_HOLDOUT * n))]
+                self.holdout.zero_()
+                self.holdout[held] = True
+                self.init_best.fill_(self.holdout_nmi())
+                self.init_since.zero_()
+                self.init_best_state = self.network_state()
+                self.epoch_logs = {"init_val_nmi": float(self.init_best)}
         elif int(self.stage) == INIT:
-            self.init_left.sub_(1)
+            if self.init_patience >= 0:
+                if self.init_step_epoch():
+                    self.stage.fill_(DEPICT_STAGE)
+            else:
+                self.init_left.sub_(1)
         if int(self.stage) == INIT and int(self.init_left) <= 0:
             self.stage.fill_(DEPICT_STAGE)
+        if int(self.stage) == INIT and self.init_patience >= 0:
+            pool = (~self.holdout).nonzero().flatten()
+            reps = -(-steps * batch_size // len(pool))
+            self.order = torch.cat([pool[torch.randperm(len(pool), generator=generator)] for _ in range(reps)])
+            self.order = self.order[: steps * batch_size].view(steps, -1)
+        else:
+            self.order = torch.randperm(n, generator=generator)[: steps * batch_size].view(steps, -1)
         if int(self.stage) == DEPICT_STAGE and not bool(self.converged):
             q = depict_target(self.whole_set()[1].cpu().double(), self.target).float()
             change = float((q - self.q).pow(2).mean())
             self.q.copy_(q)
-            self.epoch_logs = {"target_change": change, "target_clusters_used":
-                               (torch.bincount(q.argmax(1), minlength=self.n_clusters) > 0).float().mean().item()}
+            self.epoch_logs.update({"target_change": change, "target_clusters_used":
+                                    (torch.bincount(q.argmax(1), minlength=self.n_clusters) > 0).float().mean().item()})
             if change < CONVERGED_MSE:
                 self.converged.fill_(True)
                 self.epoch_notes.append(f"DEPICT targets converged (mean squared change {change:.2e} < 1e-7): the "

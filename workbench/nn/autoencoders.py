@@ -44,9 +44,10 @@ def dropout_mask(x: torch.Tensor, p: float, generator: torch.Generator | None) -
     return x * keep.to(x.dtype) / (1 - p)
 
 
-def encode_blocks(encoder: SmallConvNet, x: torch.Tensor, dropouts: tuple[float, ...] = (),
+def encode_blocks(encoder: "SmallConvNet | DEPICTEncoder", x: torch.Tensor, dropouts: tuple[float, ...] = (),
                   generator: torch.Generator | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """The output of every conv block (after its ReLU) of a :class:`SmallConvNet` and the pooled h.
+    """The output of every conv block (after its ReLU) of a :class:`SmallConvNet` (or a :class:`DEPICTEncoder`)
+    and the pooled (flattened) h.
 
     ``dropouts[0]`` drops input pixels, ``dropouts[l]`` the output of block l (DEPICT's corrupted path); the
     clean path is ``dropouts=()``."""
@@ -54,7 +55,7 @@ def encode_blocks(encoder: SmallConvNet, x: torch.Tensor, dropouts: tuple[float,
     h, blocks = dropout_mask(x, rates[0], generator), []
     for layer in encoder.features:
         h = layer(h)
-        if isinstance(layer, nn.ReLU):
+        if isinstance(layer, (nn.ReLU, nn.LeakyReLU)):
             blocks.append(h)
             h = dropout_mask(h, rates[len(blocks)], generator)
     return blocks, encoder.pool(h).flatten(1)
@@ -84,3 +85,66 @@ class LayerwiseDecoder(nn.Module):
             d = self.act(up(d))[..., :hgt, :wid]
             recs.append(d)
         return [self.out(d)[..., : image[1], : image[2]]] + recs[::-1]
+
+
+def depict_layout(size: int) -> tuple[tuple[int, int, int], ...]:
+    """``(kernel, stride, padding)`` of the official DEPICT encoder's two convs (``dataset_settings``): MNIST (28 px)
+    and USPS (16 px) ``[4, 5] / [2, 2] / [0, 2]``, used up to 28 px (8 px digits: 8 -> 3 -> 2); the 32 px sets
+    (FRGC, CMU-PIE) pad the first conv by 2 as well."""
+    return ((4, 2, 0), (5, 2, 2)) if size < 32 else ((4, 2, 2), (5, 2, 2))
+
+
+class DEPICTEncoder(nn.Module):
+    """The official DEPICT encoder (``build_MdA``): two strided convs of ``width`` (50) channels with LeakyReLU(0.01),
+    no batch-norm and no pooling; ``h`` is the flattened output of the second (50 x 7 x 7 = 2,450 for 28 px), which
+    DEPICT's tanh embedding reads. Glorot-uniform weights, zero biases (lasagne's defaults)."""
+
+    def __init__(self, in_channels: int, size: int, width: int = 50):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c, hw = in_channels, size
+        for k, s, p in depict_layout(size):
+            layers += [nn.Conv2d(c, width, k, stride=s, padding=p), nn.LeakyReLU(0.01)]
+            c, hw = width, (hw + 2 * p - k) // s + 1
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.Identity()
+        self.out_dim = c * hw * hw
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).flatten(1)
+
+
+class DEPICTDecoder(nn.Module):
+    """The official DEPICT decoder (``build_MdA``), the mirror of a :class:`DEPICTEncoder`: a dense layer from the
+    embedding back to the last conv's map (LeakyReLU), then a transposed conv per encoder conv with the same kernel,
+    stride and padding (LeakyReLU, the last one linear: officially tanh on images scaled to [-1, 1], here the
+    workbench's mean/std-normalised pixels). ``forward(z, shapes)`` returns ``[x_hat, d_1, ..., d_L]`` as
+    :class:`LayerwiseDecoder` does."""
+
+    def __init__(self, in_dim: int, encoder: DEPICTEncoder):
+        super().__init__()
+        convs = [m for m in encoder.features if isinstance(m, nn.Conv2d)]
+        self.fc = nn.Linear(in_dim, encoder.out_dim)
+        self.up = nn.ModuleList(nn.ConvTranspose2d(c.out_channels, c.in_channels, c.kernel_size, stride=c.stride,
+                                                   padding=c.padding) for c in reversed(convs))
+        self.act = nn.LeakyReLU(0.01)
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.ConvTranspose2d)):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, z: torch.Tensor, shapes: list[tuple[int, int, int]]) -> list[torch.Tensor]:
+        *blocks, image = shapes
+        d = self.act(self.fc(z)).view(len(z), *blocks[-1])
+        recs = [d]
+        targets = list(reversed(blocks[:-1])) + [image]
+        for i, (up, (_, hgt, wid)) in enumerate(zip(self.up, targets)):
+            d = up(d, output_size=(hgt, wid))
+            if i < len(self.up) - 1:
+                d = self.act(d)
+                recs.append(d)
+        return [d] + recs[::-1]
