@@ -384,3 +384,16 @@ def test_gsimclr_pretraining_longer_than_the_run_leaves_simclr_steps_and_says_so
         stages = reader.scalar("stage")
         assert set(stages.unique()) == {1.0, 2.0}, stages.tolist()  # the autoencoder, then SimCLR
         assert any(m.startswith("G-SimCLR plan") for m in reader.events()["message"])
+
+
+def test_depict_refuses_more_clusters_than_pairs_warns_far_above_the_classes_and_fits_its_pretraining(quick):
+    with pytest.raises(ConfigError, match="n_clusters=5000 is not allowed"):
+        workbench.train(quick(method="depict", n_clusters=5000, run_name="d1"))
+    r = workbench.train(quick(method="depict", n_clusters=50, epochs=2, batch_size=256, pretrain_epochs=20,
+                              init_epochs=0, run_name="d2"))
+    with RunReader(r.run_dir) as reader:
+        events = reader.events()
+        assert any(m.startswith("DEPICT plan") for m in events["message"])
+        warned = events[events["level"] == "warning"]["message"].tolist()
+        assert any("more than 4x the dataset's 10 classes" in m for m in warned), warned
+        assert len(set(reader.scalar("stage").unique())) >= 2  # reconstruction, then clustering

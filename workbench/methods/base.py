@@ -61,6 +61,7 @@ class Method(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.notes_for_first_step: list[str] = []  # what building the method decided (e.g. a capped option)
+        self.warnings_for_first_step: list[str] = []  # what building it found doubtful (shown as warnings)
 
     @classmethod
     def from_config(cls, cfg, backbone: nn.Module, views, bundle) -> "Method":
@@ -94,6 +95,8 @@ class Method(nn.Module):
                                                                                                  generator)
         if self.notes_for_first_step:
             out.notes[:0], self.notes_for_first_step = self.notes_for_first_step, []
+        if self.warnings_for_first_step:
+            out.warnings[:0], self.warnings_for_first_step = self.warnings_for_first_step, []
         return out
 
     @torch.no_grad()

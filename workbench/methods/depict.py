@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench import process_group
-from workbench.config import MethodOptions, option
+from workbench.config import ConfigError, MethodOptions, option
 from workbench.methods.base import Method, StepOutput
 from workbench.nn.autoencoders import DEPICTDecoder, DEPICTEncoder, LayerwiseDecoder, encode_blocks
 
@@ -209,10 +209,30 @@ class DEPICT(Method):
 
     @classmethod
     def from_config(cls, cfg, backbone, views, bundle):
-        return cls(backbone, views, bundle.train.images, n_clusters=cfg.n_clusters or max(2, bundle.num_classes),
-                   size=views.config.size, init_epochs=cfg.init_epochs, target=cfg.target, embed_dim=cfg.embed_dim,
-                   init_clustering=cfg.init_clustering, init_patience=cfg.init_patience, encoder=cfg.encoder,
-                   pretrain_steps=round(cfg.pretrain_epochs * bundle.steps_per_epoch(cfg.batch_size)))
+        n, classes = len(bundle.train), bundle.num_classes
+        k = cfg.n_clusters or max(2, classes)
+        if k > n // 2:
+            raise ConfigError(f"n_clusters={k} is not allowed: the {n} training images give at most {n // 2} "
+                              "clusters of two images")
+        per_epoch = bundle.steps_per_epoch(cfg.batch_size)
+        pretrain, total = round(cfg.pretrain_epochs * per_epoch), cfg.epochs * per_epoch
+        note = None
+        if pretrain and pretrain >= total:  # the clustering objective would never train: never a quiet "finished"
+            pretrain = total // 2
+            note = (f"DEPICT plan: --pretrain-epochs {cfg.pretrain_epochs} would fill this run's {total} steps with "
+                    f"reconstruction; it gets {pretrain} and the clustering stages {total - pretrain} (give more "
+                    "--epochs for the planned pretraining)")
+        method = cls(backbone, views, bundle.train.images, n_clusters=k, size=views.config.size,
+                     init_epochs=cfg.init_epochs, target=cfg.target, embed_dim=cfg.embed_dim,
+                     init_clustering=cfg.init_clustering, init_patience=cfg.init_patience, encoder=cfg.encoder,
+                     pretrain_steps=pretrain)
+        if note:
+            method.notes_for_first_step.append(note)
+        if classes and k > 4 * classes:
+            method.warnings_for_first_step.append(
+                f"n_clusters={k} is more than 4x the dataset's {classes} classes: DEPICT's balanced target spreads "
+                "every class over several clusters, and ACC (one cluster per class) will be low")
+        return method
 
     def embed_clusters(self, h: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.embedding(h)) if self.embed_dim else h
