@@ -480,3 +480,28 @@ def test_curves_page_never_raises_on_an_odd_stored_reference(tmp_path):
     at = app_on(tmp_path, "views/curves.py")
     assert not at.exception
     assert any("d=1 is below 2" in c.value for c in at.caption)
+
+
+def test_runs_page_deletes_a_run_only_when_confirmed_and_not_while_it_trains(tmp_path):
+    for name in ("old", "busy"):
+        w = RunWriter(tmp_path / name, {"method": "simclr", "dataset": "digits"})
+        w.log(1, {"loss": 1.0})
+        w.close("finished")
+    at = app_on(tmp_path, "views/runs.py")
+    assert at.button(key="delete_button").disabled  # nothing happens without the confirmation
+    at.selectbox(key="delete_run").set_value("old").run()
+    at.checkbox(key="delete_sure").check().run()
+    at.button(key="delete_button").click().run()
+    assert not at.exception and not (tmp_path / "old").exists()
+    assert any("Deleted `old`" in m.value for m in at.success)
+    from workbench.runs.store import RunLock
+
+    at = app_on(tmp_path, "views/runs.py")  # a fresh visit of the page
+    lock = RunLock(tmp_path / "busy")  # as a training process holds it
+    try:
+        at.selectbox(key="delete_run").set_value("busy").run()
+        at.checkbox(key="delete_sure").check().run()
+        at.button(key="delete_button").click().run()
+        assert any("being written by process" in e.value for e in at.error) and (tmp_path / "busy").exists()
+    finally:
+        lock.release()

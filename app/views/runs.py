@@ -1,4 +1,4 @@
-"""Runs: every run with its status and last metrics; start a new run (a separate process) and stop one."""
+"""Runs: every run with its status and last metrics; start a new run (a separate process), stop one, delete one."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,6 +14,7 @@ from workbench.engine.config import TrainConfig, option_sets
 from workbench.engine.registry import task_of
 from workbench.methods import METHODS
 from workbench.runs import list_runs
+from workbench.runs.store import RunStoreError, delete_run
 
 st.header("Runs")
 
@@ -110,3 +111,18 @@ if names:
                 c2.dataframe(events[["step", "level", "message"]], hide_index=True)
             else:
                 c2.caption("No events (warnings, resumes) for this run.")
+
+st.subheader("Delete a run")
+deletable = [n for n in list_runs(runs_dir())["name"].tolist()]
+if deletable:
+    c1, c2, c3 = st.columns([3, 2, 1])
+    doomed = c1.selectbox("run to delete", deletable, key="delete_run", label_visibility="collapsed")
+    sure = c2.checkbox(f"yes, delete `{doomed}` with its checkpoints", key="delete_sure")
+    if c3.button("Delete", disabled=not sure, key="delete_button"):
+        try:
+            delete_run(Path(runs_dir()) / doomed)
+            st.success(f"Deleted `{doomed}`.")
+        except RunStoreError as e:  # training (its lock is held), or not a run folder
+            st.error(f"Not deleted: {e}")
+else:
+    st.caption("No runs to delete.")
