@@ -39,6 +39,20 @@ class StepOutput:
     notes: list[str] = field(default_factory=list)  # informational events (e.g. a training stage begins)
 
 
+
+def fit_pretraining(pretrain_epochs: float, epochs: int, steps_per_epoch: int, method: str,
+                    main_stage: str) -> tuple[int, str | None]:
+    """Pretraining steps for a two-stage method (G-SimCLR, DEPICT) and a line for the run when they had to change:
+    a plan that fills the whole run would end "finished" without ever training the ``main_stage``, so pretraining
+    then gets half of the run."""
+    pretrain, total = round(pretrain_epochs * steps_per_epoch), epochs * steps_per_epoch
+    if not pretrain or pretrain < total:
+        return pretrain, None
+    half = total // 2
+    return half, (f"{method} plan: --pretrain-epochs {pretrain_epochs} would fill this run's {total} steps; "
+                  f"pretraining gets {half} and {main_stage} {total - half} (give more --epochs for the planned "
+                  "pretraining)")
+
 @dataclass
 class ContrastiveOptions(MethodOptions):
     """What the contrastive methods share: the temperature of their softmax and the projection's output size."""

@@ -53,7 +53,7 @@ from torch import nn
 
 from workbench import process_group
 from workbench.config import ConfigError, MethodOptions, option
-from workbench.methods.base import Method, StepOutput
+from workbench.methods.base import Method, StepOutput, fit_pretraining
 from workbench.nn.autoencoders import DEPICTDecoder, DEPICTEncoder, LayerwiseDecoder, encode_blocks
 
 PRETRAIN, INIT, DEPICT_STAGE = 0, 1, 2
@@ -214,14 +214,8 @@ class DEPICT(Method):
         if k > n // 2:
             raise ConfigError(f"n_clusters={k} is not allowed: the {n} training images give at most {n // 2} "
                               "clusters of two images")
-        per_epoch = bundle.steps_per_epoch(cfg.batch_size)
-        pretrain, total = round(cfg.pretrain_epochs * per_epoch), cfg.epochs * per_epoch
-        note = None
-        if pretrain and pretrain >= total:  # the clustering objective would never train: never a quiet "finished"
-            pretrain = total // 2
-            note = (f"DEPICT plan: --pretrain-epochs {cfg.pretrain_epochs} would fill this run's {total} steps with "
-                    f"reconstruction; it gets {pretrain} and the clustering stages {total - pretrain} (give more "
-                    "--epochs for the planned pretraining)")
+        pretrain, note = fit_pretraining(cfg.pretrain_epochs, cfg.epochs, bundle.steps_per_epoch(cfg.batch_size),
+                                         "DEPICT", "the clustering stages")
         method = cls(backbone, views, bundle.train.images, n_clusters=k, size=views.config.size,
                      init_epochs=cfg.init_epochs, target=cfg.target, embed_dim=cfg.embed_dim,
                      init_clustering=cfg.init_clustering, init_patience=cfg.init_patience, encoder=cfg.encoder,

@@ -29,7 +29,7 @@ from torch import nn
 
 from workbench.config import option
 from workbench.diagnostics.clustering import kmeans
-from workbench.methods.base import ContrastiveOptions
+from workbench.methods.base import ContrastiveOptions, fit_pretraining
 from workbench.methods.simclr import SimCLR
 from workbench.nn.autoencoders import ConvAutoencoder
 
@@ -85,14 +85,8 @@ class GSimCLR(SimCLR):
     @classmethod
     def from_config(cls, cfg, backbone, views, bundle):
         batch = min(cfg.batch_size, len(bundle.train))
-        per_epoch = epoch_batches(len(bundle.train), batch)
-        pretrain, total = round(cfg.pretrain_epochs * per_epoch), cfg.epochs * per_epoch
-        note = None
-        if pretrain and pretrain >= total:  # the SimCLR stage would never train: never a quiet "finished"
-            pretrain = total // 2
-            note = (f"G-SimCLR plan: --pretrain-epochs {cfg.pretrain_epochs} would fill this run's {total} steps "
-                    f"with the autoencoder; it gets {pretrain} and SimCLR on the pseudo-label batches "
-                    f"{total - pretrain} (give more --epochs for the planned pretraining)")
+        pretrain, note = fit_pretraining(cfg.pretrain_epochs, cfg.epochs, epoch_batches(len(bundle.train), batch),
+                                         "G-SimCLR", "SimCLR on the pseudo-label batches")
         method = cls(backbone, views, bundle.train.images, tau=cfg.tau, proj_dim=cfg.proj_dim,
                      pretrain_steps=pretrain, n_clusters=batch)
         if note:
