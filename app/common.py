@@ -10,6 +10,7 @@ import streamlit as st
 from workbench.engine.registry import task_of
 from workbench.runs import RunReader, RunStoreError, list_runs
 from workbench.runs.follow import RunFollower
+from workbench.ui.thin import ScalarFollower
 from layouts import run_created
 
 REFRESH = "2s"
@@ -99,6 +100,24 @@ def follower(name: str) -> RunFollower | None:
             st.error(f"Cannot open run `{name}`: {e}")
             return None
     return cache[key]
+
+
+def scalar_follower(name: str, keys: tuple[str, ...] | None = None) -> ScalarFollower | None:
+    """A cached :class:`ScalarFollower` per run, keys and session, refreshed: a run's scalars at chart resolution
+    (a long run's older steps summarised per bucket of steps, read with one cheap query per bucket), each refresh
+    reading only the new rows."""
+    cache = st.session_state.setdefault("_scalar_followers", {})
+    path = str(Path(runs_dir()) / name)
+    key = (path, run_created(path), keys)
+    if key not in cache:
+        for old in [k for k in cache if k[0] == path and k[2] == keys]:
+            cache.pop(old).close()
+        try:
+            cache[key] = ScalarFollower(path, list(keys) if keys is not None else None)
+        except RunStoreError as e:
+            st.error(f"Cannot open run `{name}`: {e}")
+            return None
+    return cache[key].refresh()
 
 
 def open_reader(name: str) -> RunReader | None:

@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 
 from workbench.ui import charts
-from common import REFRESH, follower, pick_runs, runs_dir
+from common import REFRESH, pick_runs, runs_dir, scalar_follower
 from workbench.diagnostics.geometry import uniformity_reference
 from workbench.runs.store import RunReader, RunStoreError
 
@@ -38,21 +38,21 @@ GROUPS = [
 
 @st.fragment(run_every=REFRESH)
 def show(names: list[str]) -> None:
-    frames = {}
+    runs = {}  # run -> ScalarFollower: a long run's older steps come summarised per bucket of steps
     for n in names:
-        f = follower(n)
+        f = scalar_follower(n, curve_keys(n))
         if f is not None:
-            frames[n] = f.scalars()
-    if not any(len(df) for df in frames.values()):
+            runs[n] = f
+    if all(f.empty() for f in runs.values()):
         st.info("No logged steps yet.")
         return
     cols = st.columns(2)
     for i, (key, title, ref) in enumerate(GROUPS):
-        if not any(key in df for df in frames.values()):
+        if not any(key in f for f in runs.values()):
             continue
         reference = ref
         if isinstance(ref, str):  # a reference level that depends on the embedding size d of the runs shown
-            dims = {embedding_dim(n, df) for n, df in frames.items()} - {None}
+            dims = {embedding_dim(n) for n in runs} - {None}
             reference = None
             if len(dims) == 1:
                 d = dims.pop()
@@ -61,28 +61,53 @@ def show(names: list[str]) -> None:
                                  else {f"uniform on the sphere, d={d}": uniformity_reference(d)})
                 else:
                     cols[i % 2].caption(f"No reference line for {key}: the run's embedding size d={d} is below 2.")
-        fig = charts.overlay(frames, key, title, smoothing if key in ("loss", "img_per_s") else 0.0, reference)
+        fig = charts.overlay(runs, key, title, smoothing if key in ("loss", "img_per_s") else 0.0, reference)
         cols[i % 2].plotly_chart(fig, width="stretch", key=f"curve-{key}")
-    blocks = {f"{n} · block {c[len('knn_acc_block'):]}": df.rename(columns={c: "knn_block"})
-              for n, df in frames.items() for c in df.columns if c.startswith("knn_acc_block")}
-    if blocks:  # RotNet: the middle blocks transfer best
-        st.plotly_chart(charts.overlay(blocks, "knn_block", "kNN accuracy of each backbone block"), width="stretch",
-                        key="curve-blocks")
+    blocks = {}  # RotNet: the middle blocks transfer best
+    for n, f in runs.items():
+        for c in f.keys:
+            if c.startswith("knn_acc_block"):
+                blocks[f"{n} · block {c[len('knn_acc_block'):]}"] = f.series(c)
+    if blocks:
+        st.plotly_chart(charts.overlay({n: _One(s) for n, s in blocks.items()}, "knn_block",
+                                       "kNN accuracy of each backbone block"), width="stretch", key="curve-blocks")
 
 
-def embedding_dim(name: str, df) -> int | None:
-    """The size d of the embedding the geometry is measured on: the run's ``proj_dim`` where it has one, else the
-    size implied by the logged ``collapse_ref`` (= 1/sqrt(d)); ``None`` when neither is usable. Never raises."""
+class _One:
+    """One series standing for a run in :func:`charts.overlay` (under any key)."""
+
+    def __init__(self, series):
+        self._s = series
+
+    def series(self, key):
+        return self._s
+
+
+def curve_keys(name: str) -> tuple[str, ...]:
+    """The keys this page draws (only these are read): the groups' keys and RotNet's per-block kNN accuracies."""
     try:
         with RunReader(Path(runs_dir()) / name) as reader:
+            blocks = [k for k in reader.scalar_keys() if k.startswith("knn_acc_block")]
+    except (RunStoreError, sqlite3.Error):
+        blocks = []
+    return tuple(k for k, _, _ in GROUPS) + tuple(blocks)
+
+
+def embedding_dim(name: str) -> int | None:
+    """The size d of the embedding the geometry is measured on: the run's ``proj_dim`` where it has one, else the
+    size implied by the last logged ``collapse_ref`` (= 1/sqrt(d)); ``None`` when neither is usable. Never raises."""
+    collapse_ref = None
+    try:
+        with RunReader(Path(runs_dir()) / name) as reader:
+            collapse_ref = reader.last_scalars().get("collapse_ref")
             config = reader.config
     except (RunStoreError, sqlite3.Error):
         config = {}
     d = config.get("proj_dim")
     if isinstance(d, int) and not isinstance(d, bool):
         return d
-    if "collapse_ref" in df and df["collapse_ref"].notna().any():
-        ref = float(df["collapse_ref"].dropna().iloc[-1])
+    if collapse_ref is not None:
+        ref = float(collapse_ref)
         if np.isfinite(ref) and ref > 0:
             return int(round(ref ** -2))
     return None

@@ -5,14 +5,16 @@ from __future__ import annotations
 import streamlit as st
 
 from workbench.ui import charts
-from common import REFRESH, page_applies, follower, open_reader, pick_run, pick_runs, status_line
+from common import REFRESH, page_applies, follower, open_reader, pick_run, pick_runs, scalar_follower, status_line
 from workbench.diagnostics.scores import interpret_scores
 
 st.header("Positive / negative scores")
 st.caption("Positive score: cosine similarity of the two views of one image. Negative score: similarity of an "
            "anchor with every other sample it is contrasted with (the rest of the batch, or a method's queue). "
-           "Every logged step is kept: nothing is sampled away.")
+           "Every logged step counts: nothing is sampled away (on a long run a point or a column sums consecutive "
+           "steps, as the chart says).")
 name = pick_run()
+SCORE_KEYS = ("pos_mean", "neg_mean", "neg_var")
 compare = pick_runs("Overlay the score curves of")
 
 
@@ -27,6 +29,7 @@ def show(name: str, compare: list[str]) -> None:
         meta = reader.meta
         config = meta.get("config") or {}
         tau, momentum, total_steps = config.get("tau"), config.get("moco_momentum"), meta.get("total_steps")
+        first = reader.first_value("pos_mean")
     pos, neg = f.histograms("pos"), f.histograms("neg")
     if not len(pos.steps):
         st.info("No score histogram logged yet: the first comes at step 1, then every `log_every` steps.")
@@ -35,18 +38,17 @@ def show(name: str, compare: list[str]) -> None:
     index = len(pos.steps) - 1 if follow else min(st.session_state.get("score_index", 0), len(pos.steps) - 1)
     c1, c2 = st.columns([3, 2])
     c1.plotly_chart(charts.pos_neg_histogram(pos, neg, index), width="stretch", key="posneg")
-    df = f.scalars()
-    first = df["pos_mean"].dropna()
-    last = df[["pos_mean", "neg_mean", "neg_var"]].dropna().iloc[-1]
+    frames = {n: sf for n in dict.fromkeys([name] + compare) if (sf := scalar_follower(n, SCORE_KEYS)) is not None}
+    last = frames[name].last_row(list(SCORE_KEYS)) if name in frames else None
     with c2:
         st.markdown("**Reading the shapes**")
-        for level, msg in interpret_scores(last["pos_mean"], last["neg_mean"], last["neg_var"], tau,
-                                           first.iloc[0] if len(first) else None, momentum, total_steps):
-            getattr(st, level)(msg)
+        if last is not None:
+            for level, msg in interpret_scores(last["pos_mean"], last["neg_mean"], last["neg_var"], tau, first,
+                                               momentum, total_steps):
+                getattr(st, level)(msg)
     h1, h2 = st.columns(2)
     h1.plotly_chart(charts.score_heatmap(pos, "positive scores over time", "Blues"), width="stretch", key="hpos")
     h2.plotly_chart(charts.score_heatmap(neg, "negative scores over time", "Reds"), width="stretch", key="hneg")
-    frames = {n: fl.scalars() for n in dict.fromkeys([name] + compare) if (fl := follower(n)) is not None}
     k1, k2, k3 = st.columns(3)
     k1.plotly_chart(charts.overlay(frames, "pos_mean", "pos_mean"), width="stretch", key="pm")
     k2.plotly_chart(charts.overlay(frames, "neg_mean", "neg_mean"), width="stretch", key="nm")

@@ -519,6 +519,40 @@ class RunReader:
         steps, values = zip(*rows) if rows else ((), ())
         return pd.Series(values, index=pd.Index(steps, name="step"), name=key, dtype=float)
 
+    BUCKET_COLUMNS = ["key", "bucket", "count", "min", "max", "sum", "first", "last"]
+
+    def scalar_buckets(self, width: int, stop: int, keys: Iterable[str] | None = None,
+                       start: int = 0) -> pd.DataFrame:
+        """Scalars summarised over buckets of ``width`` consecutive steps, bucket ``b`` holding steps
+        ``[b * width, (b + 1) * width)``, for the steps in ``[start, stop)``: one row per key and bucket that has
+        values (missing / NaN values are left out), with the values' ``count``, ``min``, ``max`` and ``sum`` and the
+        ``first`` and ``last`` step that has one. What a chart of a long run draws instead of every row.
+
+        One query per bucket: each is a primary-key range over the bucket's rows, grouped by key in a small sort,
+        which is several times faster than one GROUP BY over the whole table (a sort of every row) or reading
+        every row into Python (about 1 µs a row)."""
+        width = max(1, int(width))
+        sql = ("SELECT key, count(value), min(value), max(value), sum(value), min(step), max(step) FROM scalars "
+               "WHERE step >= ? AND step < ? AND value IS NOT NULL")
+        extra: list = []
+        if keys is not None:
+            extra = list(keys)
+            sql += f" AND key IN ({','.join('?' * len(extra))})"
+        sql += " GROUP BY key"
+        rows = []
+        cur = self._con.cursor()
+        for b in range(max(0, start) // width, -(-stop // width)):
+            lo, hi = max(b * width, start), min((b + 1) * width, stop)
+            rows += [(k, b) + tuple(r) for k, *r in cur.execute(sql, (lo, hi, *extra))]
+        out = pd.DataFrame(rows, columns=self.BUCKET_COLUMNS)
+        return out.astype({"bucket": np.int64, "count": np.int64, "min": float, "max": float, "sum": float,
+                           "first": np.int64, "last": np.int64})
+
+    def first_value(self, key: str) -> float | None:
+        """The value of ``key`` at its first logged step (``None`` when it has none)."""
+        row = self._query("SELECT value FROM scalars WHERE key=? AND value IS NOT NULL ORDER BY step LIMIT 1", (key,))
+        return None if not row else float(row[0][0])
+
     def last_scalars(self) -> dict[str, float]:
         """The latest value of every key."""
         if self._has_latest():

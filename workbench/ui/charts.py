@@ -4,16 +4,65 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.colors import qualitative
+from plotly.colors import hex_to_rgb, qualitative
+
+from workbench.ui.thin import ThinSeries, ema as thin_ema, thin
 
 POS_COLOR, NEG_COLOR = "#1f77b4", "#d62728"
 PALETTE = qualitative.D3 + qualitative.Plotly
 
 
-def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 320) -> go.Figure:
-    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, height=height, margin=dict(l=50, r=10, t=40, b=40),
-                      legend=dict(orientation="h", y=-0.25))
+def _layout_dict(title: str, x: str, y: str, height: int = 320, note: str = "") -> dict:
+    """``note``: a line under the title (what was summarised for display)."""
+    return dict(title=dict(text=title, subtitle=dict(text=note, font=dict(size=11, color="grey"))) if note
+                else dict(text=title), xaxis=dict(title=dict(text=x)), yaxis=dict(title=dict(text=y)),
+                height=height, margin=dict(l=50, r=10, t=62 if note else 40, b=40),
+                legend=dict(orientation="h", y=-0.25))
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 320, note: str = "") -> go.Figure:
+    fig.update_layout(**_layout_dict(title, x, y, height, note))
     return fig
+
+
+def _rgba(colour: str, alpha: float) -> str:
+    r, g, b = hex_to_rgb(colour) if colour.startswith("#") else (128, 128, 128)
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _series(source, key: str) -> ThinSeries | None:
+    """``key`` of a run's frame (thinned here when long) or of a :class:`~workbench.ui.thin.ScalarFollower`."""
+    if isinstance(source, pd.DataFrame):
+        return thin(source[key]) if key in source else None
+    return source.series(key)
+
+
+def _thin_traces(s: ThinSeries, y: np.ndarray, name: str, colour: str, smoothed: bool) -> list[dict]:
+    """A run's line (with a min..max band where points summarise several steps; the hover says what a point
+    stands for: the steps, how many values, their mean, min and max). Plain trace dicts: a figure built from
+    them at once costs a few ms, against tens for traces added one by one."""
+    if not s.thinned:
+        return [dict(type="scatter", x=s.steps, y=y, name=name, line=dict(color=colour),
+                     mode="lines+markers" if len(s) < 30 else "lines")]
+    data = np.column_stack([s.first, s.last, s.count, s.value, s.lo, s.hi]).astype(float)
+    what = "EMA %{y:.4g} of means" if smoothed else "mean %{y:.4g}"
+    return [dict(type="scatter", x=s.steps, y=s.lo, mode="lines", line=dict(width=0), showlegend=False,
+                 hoverinfo="skip", name=f"{name} min", legendgroup=name),
+            dict(type="scatter", x=s.steps, y=s.hi, mode="lines", line=dict(width=0), fill="tonexty",
+                 fillcolor=_rgba(colour, 0.25), showlegend=False, hoverinfo="skip", name=f"{name} max",
+                 legendgroup=name),
+            dict(type="scatter", x=s.steps, y=y, name=name, line=dict(color=colour, width=1.5), mode="lines",
+                 legendgroup=name, customdata=data,
+                 hovertemplate="steps %{customdata[0]:d}-%{customdata[1]:d}: %{customdata[2]:d} value(s), "
+                 f"{what}<br>min %{{customdata[4]:.4g}}, max %{{customdata[5]:.4g}}")]
+
+
+def thin_note(widths: list[int]) -> str:
+    if not widths:
+        return ""
+    w = max(widths)
+    return (f"long run: a point is the mean of up to {w:,} steps, the band their min-max; "
+            "the newest steps are exact")
 
 
 def ema(s: pd.Series, smoothing: float) -> pd.Series:
@@ -22,27 +71,33 @@ def ema(s: pd.Series, smoothing: float) -> pd.Series:
 
 def curves(df: pd.DataFrame, keys: list[str], title: str, y: str = "", smoothing: float = 0.0) -> go.Figure:
     """Several keys of one run."""
-    fig = go.Figure()
-    for k in keys:
+    traces, widths = [], []
+    for i, k in enumerate(keys):
         if k in df:
-            s = ema(df[k].dropna(), smoothing)
-            fig.add_trace(go.Scatter(x=s.index, y=s.values, mode="lines+markers" if len(s) < 30 else "lines", name=k))
-    return _layout(fig, title, "step", y)
+            s = thin(df[k])
+            traces += _thin_traces(s, thin_ema(s, smoothing), k, PALETTE[i % len(PALETTE)], smoothing > 0)
+            widths += [s.width] if s.thinned else []
+    return go.Figure(data=traces, layout=_layout_dict(title, "step", y, note=thin_note(widths)))
 
 
 def overlay(frames: dict[str, pd.DataFrame], key: str, title: str, smoothing: float = 0.0,
             reference: dict[str, float] | None = None) -> go.Figure:
-    """One key across runs (a sweep over temperature, momentum, ...); ``reference`` draws dashed levels."""
-    fig = go.Figure()
-    for i, (run, df) in enumerate(frames.items()):
-        if key not in df:
+    """One key across runs (a sweep over temperature, momentum, ...); ``reference`` draws dashed levels.
+
+    ``frames`` maps a run to its frame (one column per key, step index) or to a
+    :class:`~workbench.ui.thin.ScalarFollower`; a long run is drawn thinned (a mean line and a min-max band per
+    bucket of steps, said under the title), every value counted."""
+    traces, widths = [], []
+    for i, (run, source) in enumerate(frames.items()):
+        s = _series(source, key)
+        if s is None or not len(s):
             continue
-        s = ema(df[key].dropna(), smoothing)
-        fig.add_trace(go.Scatter(x=s.index, y=s.values, name=run, line=dict(color=PALETTE[i % len(PALETTE)]),
-                                 mode="lines+markers" if len(s) < 30 else "lines"))
+        traces += _thin_traces(s, thin_ema(s, smoothing), run, PALETTE[i % len(PALETTE)], smoothing > 0)
+        widths += [s.width] if s.thinned else []
+    fig = go.Figure(data=traces, layout=_layout_dict(title, "step", key, note=thin_note(widths)))
     for name, level in (reference or {}).items():
         fig.add_hline(y=level, line_dash="dash", line_color="grey", annotation_text=name)
-    return _layout(fig, title, "step", key)
+    return fig
 
 
 def pos_neg_histogram(pos, neg, index: int = -1) -> go.Figure:
@@ -62,13 +117,37 @@ def pos_neg_histogram(pos, neg, index: int = -1) -> go.Figure:
     return _layout(fig, title, "cosine similarity", "density")
 
 
+MAX_COLUMNS = 600  # heatmap columns drawn; more logged histograms are summed in groups of consecutive ones
+
+
+def histogram_columns(steps: np.ndarray, counts: np.ndarray, max_columns: int = MAX_COLUMNS):
+    """``(x, counts, group)``: at most ``max_columns`` columns, each the sum of ``group`` consecutive logged
+    histograms drawn at the middle of their steps (the last column: the last histogram alone, at its step);
+    unchanged (``group == 1``) when there are few enough."""
+    n = len(steps)
+    if n <= max_columns:
+        return np.asarray(steps), counts, 1
+    group = -(-(n - 1) // (max_columns - 1))
+    starts = np.arange(0, n - 1, group)
+    summed = np.add.reduceat(counts[:n - 1], starts, axis=0)
+    ends = np.minimum(starts + group, n - 1) - 1
+    x = (np.asarray(steps)[starts] + np.asarray(steps)[ends]) / 2
+    return np.append(x, steps[-1]), np.vstack([summed, counts[-1:]]), group
+
+
 def score_heatmap(series, title: str, colorscale: str) -> go.Figure:
-    """The whole distribution over time: rows are score bins, columns logged steps, colour the density."""
-    dens = series.density()
-    fig = go.Figure(go.Heatmap(x=series.steps, y=series.centers, z=np.log1p(dens.T), colorscale=colorscale,
+    """The whole distribution over time: rows are score bins, columns logged steps, colour the density. A long
+    run's columns each sum consecutive histograms (every logged one counted; said under the title)."""
+    x, counts, group = histogram_columns(series.steps, series.counts)
+    width = np.diff(series.edges)
+    dens = counts / counts.sum(axis=1, keepdims=True).clip(min=1) / width if len(counts) else series.density()
+    where = "step %{x}" if group == 1 else f"steps around %{{x}} ({group} histograms)"
+    fig = go.Figure(go.Heatmap(x=x, y=series.centers, z=np.log1p(dens.T), colorscale=colorscale,
                                colorbar=dict(title="log(1+density)"),
-                               hovertemplate="step %{x}<br>score %{y:.3f}<br>log(1+density) %{z:.2f}<extra></extra>"))
-    return _layout(fig, title, "step", "cosine similarity", height=300)
+                               hovertemplate=where + "<br>score %{y:.3f}<br>log(1+density) %{z:.2f}<extra></extra>"))
+    note = (f"long run: a column sums {group} consecutive histograms; the last column is the last one"
+            if group > 1 else "")
+    return _layout(fig, title, "step", "cosine similarity", height=300, note=note)
 
 
 def embedding_scatter(xy: np.ndarray, colour: np.ndarray, names: list[str], title: str,
