@@ -90,7 +90,7 @@ def test_launch_command_round_trips_every_config_field():
     from workbench.engine.launch import train_command
 
     configs = [TrainConfig(method="moco", dataset="digits", epochs=7, tau=0.1, ft_pos=True, ft_neg=True,
-                           queue_size=512, moco_momentum=0.9, amp=False, lr=0.01, run_name="x", download=True,
+                           queue_size=512, moco_momentum=0.9, precision="bf16", channels_last=False, lr=0.01, run_name="x", download=True,
                            symmetric=False, backbone="convnet", knn_k=5),
                TrainConfig(method="swav", prototypes=12, small_crops=0, batch_size=64),
                TrainConfig(method="rotnet", feature_block=2),

@@ -78,7 +78,20 @@ def test_existing_run_is_not_overwritten_and_resume_needs_a_checkpoint(quick):
         workbench.train(quick(run_name="never-ran", resume=True))
 
 
-def test_nan_loss_stops_marks_failed_and_keeps_the_last_good_checkpoint(quick, monkeypatch):
+class WriteEvery(Callback):
+    """Queue the run store's writes as the trainer does on a GPU (one host read per ``n`` steps)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def on_fit_start(self, trainer):
+        trainer.write_every = self.n
+
+
+@pytest.mark.parametrize("write_every", [1, 4])
+def test_nan_loss_stops_marks_failed_and_keeps_the_last_good_checkpoint(quick, monkeypatch, write_every):
+    """Also when the steps' scalars reach the host in groups (a GPU): the bad step is named, the steps before it
+    are kept, the steps after it in its group are not."""
     original = SimCLR.step
     calls = {"n": 0}
 
@@ -92,7 +105,7 @@ def test_nan_loss_stops_marks_failed_and_keeps_the_last_good_checkpoint(quick, m
     monkeypatch.setattr(SimCLR, "step", step)
     cfg = quick(epochs=3, run_name="nan")
     with pytest.raises(NonFiniteLoss, match=r"loss became nan at step 14 \(epoch 2\)") as e:
-        workbench.train(cfg)
+        Trainer(cfg, callbacks=[WriteEvery(write_every)]).fit()
     assert "last good checkpoint" in str(e.value)
     run = cfg.runs_dir + "/nan"
     with RunReader(run) as r:
@@ -194,3 +207,23 @@ def test_runs_folders_with_uri_characters_work(quick, runs_dir):
     r = workbench.train(quick(run_name="tau0.2_ab", runs_dir=str(odd)))
     assert r.status == "finished" and r.metrics["loss"] > 0
     assert sorted(p.name for p in odd.iterdir()) == ["tau0.2_ab"]
+
+
+def test_queued_writes_keep_every_step_and_the_stopped_runs_last_steps(quick):
+    """With the writes queued (a GPU), every step's loss and the methods' tensor logs still reach the store, also
+    those of a run stopped between two writes."""
+    result = Trainer(quick(method="moco", epochs=1, run_name="queued"), callbacks=[WriteEvery(4)]).fit()
+    with RunReader(result.run_dir) as r:
+        df = r.scalars()
+    assert df["loss"].notna().sum() == result.step == 1437 // 128
+    assert df["queue_self_frac"].notna().sum() == result.step  # a 0-d tensor in the method's logs
+
+    class StopAt(Callback):
+        def on_step_end(self, trainer, out):
+            if trainer.step == 6:
+                trainer.stop_event.set()
+
+    result = Trainer(quick(epochs=1, run_name="stopped"), callbacks=[WriteEvery(4), StopAt()]).fit()
+    assert result.status == "stopped" and result.step == 6
+    with RunReader(result.run_dir) as r:
+        assert r.scalar("loss").index.tolist() == list(range(1, 7))  # steps 5 and 6 were still queued

@@ -146,7 +146,7 @@ def test_queue_same_label_fraction_matches_a_count():
     labels = bundle.train.labels
     naive = sum(sum(int(labels[i] == labels[s]) for s in source.tolist() if s >= 0) / int((source >= 0).sum())
                 for i in index.tolist()) / 16
-    assert out.logs["queue_same_label_frac"] == pytest.approx(naive, rel=1e-6)
+    assert float(out.logs["queue_same_label_frac"]) == pytest.approx(naive, rel=1e-6)
 
 
 @pytest.mark.parametrize("method, tau", [("simclr", 0.5), ("moco", 0.1), ("swav", 0.1), ("gsimclr", 0.1)])

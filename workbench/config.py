@@ -36,6 +36,7 @@ def option(default: Any, help: str = "", *, ge=None, gt=None, le=None, lt=None, 
 
 
 RUN_NAME_MAX = 100
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
@@ -170,7 +171,14 @@ class CommonOptions(Options):
     grad_clip: float = option(0.0, "clip the global gradient norm to this before each step (0: off)", ge=0)
     momentum: float = option(0.9, "SGD / LARS momentum", ge=0, lt=1)
     warmup_epochs: float = option(1.0, "linear learning-rate warm-up before the cosine decay", ge=0, le=10_000)
-    amp: bool = option(True, "mixed precision on CUDA (bf16 where supported, else fp16 with grad scaling)")
+    precision: str = option("auto", "arithmetic of the model's forward and backward passes: auto (bf16 autocast on "
+                            "a GPU with bf16, fp16 on older GPUs, bf16 on a CPU with native bf16 (AVX512-BF16 or "
+                            "AMX) for representation learning, fp32 otherwise), fp32, bf16, or fp16 (CUDA only)",
+                            choices=PRECISIONS, note="losses, similarity scores, diagnostics and probes are fp32")
+    channels_last: bool = option(True, "keep the convolution weights in channels-last memory format (measured "
+                                 "1.3-1.45x on CPU, the usual layout for tensor cores on GPU)")
+    compile: bool = option(False, "torch.compile the backbone (falls back to eager with a warning event when the "
+                           "compiler is missing); its compilation time is logged as an event", form=False)
     device: str = option("auto", "auto | cpu | cuda | cuda:N | mps")
     seed: int = option(0, "seed of the weights, the batch order and the augmentations", ge=0, le=2 ** 53 - 1,
                        note="at most 2^53 - 1, the largest integer a browser form holds exactly")

@@ -47,7 +47,7 @@ def build(cfg: TrainConfig, device: torch.device, bundle: DatasetBundle | None =
             torch.manual_seed(cfg.seed)
             method, info = task.build_method(cfg, bundle, device)
     method.to(device)
-    if device.type == "cuda":
+    if cfg.channels_last:  # 4-d weights only; the inputs may stay contiguous (a conv follows its weight's format)
         method.to(memory_format=torch.channels_last)
     batch_size = min(cfg.batch_size, len(bundle.train))
     steps_per_epoch = method.steps_per_epoch(len(bundle.train), batch_size) or bundle.steps_per_epoch(batch_size)

@@ -202,7 +202,7 @@ class OnlineLinearProbe(Callback):
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-        trainer.pending["scalars"]["online_linear_loss"] = loss.item()
+        trainer.pending["scalars"]["online_linear_loss"] = loss.detach()  # read with the step's other scalars
 
     @torch.no_grad()
     def on_epoch_end(self, trainer) -> None:

@@ -19,7 +19,8 @@ from workbench.engine.registry import TASKS, method_class, task_of
 from workbench.methods import METHODS
 
 # what ``--resume`` may change: where and how long the run goes on, never what it computes
-RESUMABLE = frozenset({"epochs", "device", "progress", "resume", "runs_dir", "run_name", "amp", "data_root"})
+RESUMABLE = frozenset({"epochs", "device", "progress", "resume", "runs_dir", "run_name", "precision",
+                       "channels_last", "compile", "data_root"})
 
 
 def option_sets(method: str) -> tuple[type[Options], type[Options], type[Options]]:
@@ -126,6 +127,10 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         """From a stored configuration. Older versions stored every method's options in every run: the options
         that do not apply to this run's method are dropped; a name no method knows is an error."""
+        if "amp" in d:  # stored before --precision existed: amp=True meant autocast on CUDA only, fp32 on a CPU
+            amp = d["amp"]
+            d = {k: v for k, v in d.items() if k != "amp"}
+            d.setdefault("precision", "auto" if amp and d.get("device", "auto") != "cpu" else "fp32")
         method = d.get("method", CommonOptions.method)
         applies = {s.name for s in option_specs(method)}
         everyone = owners()

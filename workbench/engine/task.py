@@ -29,6 +29,7 @@ class Task:
     default_batch_size = 256
     pages: tuple[str, ...] = ()  # the app pages that show this task's runs (the Runs page shows every run)
     score = ("knn_acc", "kNN accuracy")  # the metric the runs listing and the summary line lead with
+    bf16_on_cpu = True  # --precision auto may use bf16 autocast on a CPU with native bf16 (the low-light task: no)
 
     def datasets(self) -> list[str]:
         """Dataset names the app offers (``folder:<path>`` is always offered as well)."""

@@ -20,7 +20,8 @@ from workbench.engine import distributed
 from workbench.engine.build import Parts, build
 from workbench.engine.callbacks import Callback
 from workbench.engine.config import RESUMABLE, TrainConfig
-from workbench.engine.device import autocast, needs_grad_scaler, resolve_device
+from workbench.engine.device import (autocast, compile_forward, compiler_missing, needs_grad_scaler,
+                                     resolve_device, resolve_precision)
 from workbench.nn.globalbn import convert_global_batchnorm
 from workbench.runs.store import (CHECKPOINT, DB_NAME, LOCK_FILE, STOP_FILE, RunBusy, RunLock, RunReader,
                                   RunStoreError, RunWriter, atomic_write, claim_run_dir)
@@ -139,12 +140,21 @@ class Trainer:
         self.bundle, self.method = parts.bundle, parts.method
         self.optimizer, self.scheduler = parts.optimizer, parts.scheduler
         self.batch_size, self.steps_per_epoch = parts.batch_size, parts.steps_per_epoch
-        self.scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.device, config.amp))
+        self.autocast_dtype = resolve_precision(config.precision, self.device, config.task.bf16_on_cpu)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.autocast_dtype))
         self.order_gen = torch.Generator().manual_seed(config.seed)
         self.aug_gen = torch.Generator(device=self.device).manual_seed(config.seed + 1 + 1000 * self.dist.rank)
         self.callbacks = list(parts.callbacks) + list(callbacks or [])
         if not self.dist.is_main:
             self.callbacks = []  # diagnostics, evaluation and the run store belong to rank 0
+        self.compiled = False
+        if config.compile:
+            why = compiler_missing(self.device)
+            if why:
+                self.method.warnings_for_first_step.append(f"--compile: {why}; training runs eager")
+            else:
+                compile_forward(self.method.backbone, self._compile_failed)
+                self.compiled = True
         self.model = self.method  # what the loop calls: the method, or DDP around it
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -158,6 +168,9 @@ class Trainer:
         self.epoch = 0
         self.epochs_done = 0
         self.pending: dict = {"scalars": {}, "histograms": {}}
+        self.unwritten: list[tuple[int, dict, dict]] = []  # steps queued for the run store (see flush)
+        # on a GPU the per-step scalars reach the host once per logged step, not after every step
+        self.write_every = config.log_every if self.device.type == "cuda" else 1
         train = self.bundle.train.images
         self.train_images = train.to(self.device) if train.numel() <= ON_DEVICE_MAX_BYTES else train
         self.writer: RunWriter | None = None
@@ -166,11 +179,44 @@ class Trainer:
         self.eval_features: dict | None = None  # set by the epoch evaluation for the callbacks after it
 
     # ------------------------------------------------------------------ helpers used by callbacks
-    def flush(self) -> None:
-        """Write what the step's callbacks collected, in one transaction."""
-        if self.dist.is_main and (self.pending["scalars"] or self.pending["histograms"]):
-            self.writer.log(self.step, self.pending["scalars"], self.pending["histograms"])
+    def flush(self, force: bool = True) -> None:
+        """Queue what the step and its callbacks collected for the run store and write the queue: always when
+        ``force`` (what callbacks ask for), else once ``write_every`` steps are queued (the loop)."""
+        if self.pending["scalars"] or self.pending["histograms"]:
+            self.unwritten.append((self.step, self.pending["scalars"], self.pending["histograms"]))
         self.pending = {"scalars": {}, "histograms": {}}
+        if force or len(self.unwritten) >= self.write_every:
+            self._write_unwritten()
+
+    def _write_unwritten(self, check: bool = True) -> None:
+        """Write the queued steps, one transaction each. Their tensor scalars (the loss, the methods' logs) reach
+        the host together, in one copy: on a GPU the steps in between run without waiting for the device. With
+        ``check``, a non-finite loss among them ends the run (:class:`NonFiniteLoss`) after the steps before it
+        are written; every process decides together (DDP)."""
+        entries, self.unwritten = self.unwritten, []
+        cells = [(s, k) for _, s, _ in entries for k, v in s.items() if isinstance(v, torch.Tensor)]
+        if cells:
+            values = torch.stack([s[k].detach().float().reshape(()).to(self.device) for s, k in cells]).tolist()
+            for (s, k), v in zip(cells, values):
+                s[k] = v
+        bad = next((i for i, (_, s, _) in enumerate(entries) if not math.isfinite(s.get("loss", 0.0))), None)
+        if check and distributed.any_true(bad is not None, self.device):
+            bad = len(entries) if bad is None else bad  # another process saw it: keep what this one logged
+        else:
+            bad = None
+        for step, scalars, histograms in entries[:bad]:
+            if self.dist.is_main:
+                self.writer.log(step, scalars, histograms)
+        if bad is not None:
+            step, scalars, _ = entries[bad] if bad < len(entries) else (self.step, {"loss": float("nan")}, None)
+            ckpt = (f"the last good checkpoint is {self.checkpoint_path} (epoch {self.epochs_done})"
+                    if self.checkpoint_path.exists() else "no checkpoint was saved yet (none completed an epoch)")
+            raise NonFiniteLoss(f"loss became {scalars['loss']} at step {step} (epoch {self.epoch + 1}); training "
+                                f"stopped and {ckpt}. Try a lower learning rate (--lr) or a larger temperature "
+                                f"(--tau).")
+        if entries and self.bar is not None and "loss" in entries[-1][1]:
+            self.bar.set_postfix(epoch=f"{self.epoch + 1}/{self.cfg.epochs}", loss=f"{entries[-1][1]['loss']:.4f}",
+                                 img_s=f"{entries[-1][1].get('img_per_s', 0):,.0f}", refresh=False)
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -252,6 +298,7 @@ class Trainer:
             self.writer.event(self.step, f"resumed from the checkpoint at step {self.step} "
                                          f"(epoch {self.epochs_done}){lost}")
         status, error = "failed", ""
+        self._first_step = self.step
         try:
             self._call("on_fit_start")
             self.flush()
@@ -279,6 +326,10 @@ class Trainer:
             error = f"{type(e).__name__}: {e}"
             raise
         finally:
+            try:
+                self._write_unwritten(check=False)  # the steps of a stopped or failed run are kept
+            except Exception:  # noqa: BLE001 - the run's status below matters more than its last rows
+                pass
             if getattr(self, "bar", None) is not None:
                 self.bar.close()
             try:
@@ -303,6 +354,12 @@ class Trainer:
         with RunReader(self.run_dir) as r:
             return r.last_scalars()
 
+    def _compile_failed(self, e: Exception) -> None:
+        """The compiled backbone failed to compile (at its first call) and went back to eager: say so in the run."""
+        self.compiled = False
+        why = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+        self.method.warnings_for_first_step.append(f"--compile failed ({why}); training goes on eager")
+
     def _train_epoch(self) -> None:
         n, bs = len(self.bundle.train), self.batch_size
         order = self.method.batch_order(self.steps_per_epoch, bs, self.order_gen)  # G-SimCLR chooses its batches
@@ -316,15 +373,8 @@ class Trainer:
             local = idx[self.dist.rank::self.dist.world_size]  # this process's share of the global batch
             self.batch_index = local  # which training images this step sees (the online probe's labels)
             images = self.train_images[local.to(self.train_images.device)].to(self.device, non_blocking=True)
-            with autocast(self.device, self.cfg.amp):
+            with autocast(self.device, self.autocast_dtype):
                 out = self.model(images, self.step, self.aug_gen, index=local)
-            loss = out.loss.item()
-            if distributed.any_true(not math.isfinite(loss), self.device):
-                ckpt = (f"the last good checkpoint is {self.checkpoint_path} (epoch {self.epochs_done})"
-                        if self.checkpoint_path.exists() else "no checkpoint was saved yet (none completed an epoch)")
-                raise NonFiniteLoss(f"loss became {loss} at step {self.step + 1} (epoch {self.epoch + 1}); "
-                                    f"training stopped and {ckpt}. Try a lower learning rate (--lr) or a larger "
-                                    f"temperature (--tau).")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(out.loss).backward()
             if self.cfg.grad_clip > 0:  # on the true gradients (unscaled), summed over processes by DDP already
@@ -336,13 +386,13 @@ class Trainer:
             self.scheduler.step()
             self.step += 1
             dt = time.perf_counter() - t0
-            self.pending["scalars"].update(loss=loss, lr=lr, img_per_s=len(idx) / dt, **out.logs)
+            if self.compiled and self.step == self._first_step + 1:
+                self.writer.event(self.step, f"torch.compile: the first step took {dt:.1f} s, compilation included")
+            self.pending["scalars"].update(loss=out.loss.detach(), lr=lr, img_per_s=len(idx) / dt, **out.logs)
             for message in out.warnings:
                 self.writer.event(self.step, message, "warning")
             for message in out.notes:
                 self.writer.event(self.step, message, "info")
             self._call("on_step_end", out)
-            self.flush()
-            self.bar.set_postfix(epoch=f"{self.epoch + 1}/{self.cfg.epochs}", loss=f"{loss:.4f}",
-                                 img_s=f"{len(idx) / dt:,.0f}", refresh=False)
+            self.flush(force=False)
             self.bar.update()

@@ -22,7 +22,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from workbench.losses.precision import fp32
 
+
+@fp32
 def info_nce(q: torch.Tensor, k: torch.Tensor, negatives: torch.Tensor, tau: float,
              exclude: torch.Tensor | None = None):
     """Returns ``(loss, pos (B,), neg (B, K))``; ``pos``/``neg`` are the raw scores (before dividing by tau).

@@ -16,8 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench import process_group as dist
+from workbench.losses.precision import fp32
 
 
+@fp32
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.5, normalize: bool = True) -> torch.Tensor:
     """NT-Xent of two views ``z1, z2`` of shape ``(N, d)``; N may be 1 (then the only candidate is the positive).
 

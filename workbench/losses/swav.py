@@ -18,6 +18,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from workbench.losses.precision import fp32
+
 
 def _logsumexp(x: torch.Tensor, dim: int | None, distributed: bool) -> torch.Tensor:
     """log(sum(exp(x))) over ``dim`` (all entries if None), across processes when ``distributed``."""
@@ -34,6 +36,7 @@ def _logsumexp(x: torch.Tensor, dim: int | None, distributed: bool) -> torch.Ten
 
 
 @torch.no_grad()
+@fp32
 def sinkhorn_knopp(scores: torch.Tensor, eps: float = 0.05, iters: int = 3, scaled: bool = True,
                    distributed: bool = False) -> torch.Tensor:
     """Codes for ``scores (B, K)``. Scaled (the default), each row sums to 1; unscaled, the transport plan's rows
@@ -55,6 +58,7 @@ def sinkhorn_knopp(scores: torch.Tensor, eps: float = 0.05, iters: int = 3, scal
     return (q * b_total).T if scaled else q.T
 
 
+@fp32
 def swapped_prediction(codes: torch.Tensor, scores: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
     """``-mean_b sum_k codes_bk log softmax(scores_b / tau)_k``."""
     return -(codes * F.log_softmax(scores.float() / tau, dim=1)).sum(dim=1).mean()

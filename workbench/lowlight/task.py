@@ -28,6 +28,7 @@ class LowLightTask(Task):
     default_batch_size = 16
     pages = ("curves", "images")
     score = ("psnr", "PSNR")
+    bf16_on_cpu = False  # Zero-DCE's 8 iterated curves and the UGDC's dynamic kernels stay fp32 on a CPU
 
     def datasets(self) -> list[str]:
         return ["photos"]

@@ -21,7 +21,8 @@ from workbench.config import MethodOptions, option
 class StepOutput:
     """The result of one training step.
 
-    ``loss``: the scalar to minimise. ``logs``: cheap scalars the method wants logged every step.
+    ``loss``: the scalar to minimise. ``logs``: cheap scalars the method wants logged every step (floats, or 0-d
+    tensors, which the engine reads from the device together, once per write of the run store).
     ``z1, z2``: L2-normalised embeddings of two views of the same images, detached (the pos/neg score histograms,
     alignment, uniformity and collapse measures are computed from these). ``pos, neg``: the method's own
     positive and negative similarity scores where they are not the in-batch ones (e.g. MoCo's queue).
@@ -29,7 +30,7 @@ class StepOutput:
     """
 
     loss: torch.Tensor
-    logs: dict[str, float] = field(default_factory=dict)
+    logs: dict[str, float | torch.Tensor] = field(default_factory=dict)
     z1: torch.Tensor | None = None
     z2: torch.Tensor | None = None
     pos: torch.Tensor | None = None

@@ -35,8 +35,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench import process_group
-from workbench.losses.infonce import extrapolate_positives, info_nce, interpolate_negatives
 from workbench.config import option
+from workbench.losses.infonce import extrapolate_positives, info_nce, interpolate_negatives
+from workbench.losses.precision import fp32
 from workbench.methods.base import ContrastiveOptions, Method, StepOutput
 from workbench.nn.heads import ProjectionMLP
 from workbench.nn.momentum import FeatureQueue, momentum_copy, momentum_update
@@ -116,6 +117,7 @@ class MoCo(Method):
     def embed(self, h: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.projector(h).float(), dim=1)
 
+    @fp32  # the scores and the loss in fp32 under mixed precision
     def _contrast(self, q, k, negatives, generator, exclude=None):
         """InfoNCE of one query/key set; returns the loss, the scores before any Feature Transformation and, when a
         transformation is on, the scores after it (what the loss actually saw)."""
@@ -141,11 +143,12 @@ class MoCo(Method):
         index = index.to(source.device)
         own = index[:, None] == source[None, :]
         excluded = self.exclude_self_keys and not self.ft_neg  # mixed negatives are no one's own key
-        facts = {"queue_self_frac": 0.0 if excluded else own.any(1).float().mean().item()}
+        # tensors: the engine reads every step's logs at once, without a device sync per step
+        facts = {"queue_self_frac": torch.zeros(()) if excluded else own.any(1).float().mean()}
         known = source >= 0
         if self.labels is not None and known.any():
             same = self.labels[index][:, None] == self.labels[source.clamp(min=0)][None, :]
-            facts["queue_same_label_frac"] = ((same & known).sum(1) / known.sum()).mean().item()
+            facts["queue_same_label_frac"] = ((same & known).sum(1) / known.sum()).mean()
         return (own if excluded else None), facts
 
     def step(self, images: torch.Tensor, step: int, generator: torch.Generator,
@@ -153,7 +156,7 @@ class MoCo(Method):
         x1, x2 = self.views(images, n=2, g=generator)
         momentum_update(self.backbone, self.key_backbone, self.m)
         momentum_update(self.projector, self.key_projector, self.m)
-        negatives = self.queue.features().clone()
+        negatives = self.queue.snapshot()
         exclude, facts = self._queue_facts(index)
         q1, k2 = self.query(x1), self.key(x2, generator)
         loss, raw, moved, lam = self._contrast(q1, k2, negatives, generator, exclude)

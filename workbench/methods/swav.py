@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench import process_group
+from workbench.losses.precision import fp32_region
 from workbench.losses.swav import sinkhorn_knopp, swapped_prediction
 from workbench.config import option
 from workbench.methods.base import ContrastiveOptions, Method, StepOutput
@@ -123,12 +124,13 @@ class SwAV(Method):
             z += list(self.embed_views(small).split(n))
         frozen = step < self.freeze_steps
         c = self.prototypes.weight.detach() if frozen else self.prototypes.weight
-        scores = [zi @ c.float().T for zi in z]
-        losses = []
-        for i in (0, 1):
-            codes = self.codes(i, z[i].detach(), scores[i].detach(), c.detach(), step)
-            losses += [swapped_prediction(codes, scores[v], self.tau) for v in range(len(z)) if v != i]
-        loss = torch.stack(losses).mean()
+        with fp32_region():  # the scores, the codes and the loss in fp32 under mixed precision
+            scores = [zi @ c.float().T for zi in z]
+            losses = []
+            for i in (0, 1):
+                codes = self.codes(i, z[i].detach(), scores[i].detach(), c.detach(), step)
+                losses += [swapped_prediction(codes, scores[v], self.tau) for v in range(len(z)) if v != i]
+            loss = torch.stack(losses).mean()
         k = c.shape[0]
         with torch.no_grad():
             used = torch.bincount(scores[0].argmax(1), minlength=k).gt(0).float().mean().item()

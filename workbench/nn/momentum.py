@@ -17,11 +17,17 @@ def momentum_copy(online: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def momentum_update(online: nn.Module, target: nn.Module, m: float) -> None:
-    """``theta_k <- m theta_k + (1 - m) theta_q`` for every parameter; buffers (BN statistics) are copied."""
-    for q, k in zip(online.parameters(), target.parameters()):
-        k.mul_(m).add_(q.detach(), alpha=1 - m)
-    for bq, bk in zip(online.buffers(), target.buffers()):
-        bk.copy_(bq)
+    """``theta_k <- m theta_k + (1 - m) theta_q`` for every parameter; buffers (BN statistics) are copied.
+
+    Two multi-tensor (foreach) kernels for all parameters and one for all buffers, instead of a kernel pair per
+    tensor (what ``moco/builder.py``'s loop launches)."""
+    k_params, q_params = list(target.parameters()), [p.detach() for p in online.parameters()]
+    if k_params:
+        torch._foreach_mul_(k_params, m)
+        torch._foreach_add_(k_params, q_params, alpha=1 - m)
+    k_buffers, q_buffers = list(target.buffers()), list(online.buffers())
+    if k_buffers:
+        torch._foreach_copy_(k_buffers, q_buffers)
 
 
 class FeatureQueue(nn.Module):
@@ -41,6 +47,7 @@ class FeatureQueue(nn.Module):
         self.register_buffer("source", torch.full((size,), -1, dtype=torch.long))
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
         self.register_buffer("filled", torch.tensor(size if random_init else 0, dtype=torch.long))
+        self.register_buffer("frozen", torch.empty_like(init), persistent=False)  # see snapshot()
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor, source: torch.Tensor | None = None) -> None:
@@ -54,6 +61,16 @@ class FeatureQueue(nn.Module):
         self.source[idx] = source.to(self.source.device)
         self.ptr.copy_((self.ptr + n) % self.size)
         self.filled.copy_(torch.clamp(self.filled + n, max=self.size))
+
+    @torch.no_grad()
+    def snapshot(self) -> torch.Tensor:
+        """The filled part of the queue as the loss must see it: a copy that the step's own ``enqueue`` cannot
+        change before the backward pass reads it (``moco/builder.py``: ``queue.clone().detach()``). The copy goes
+        into a buffer preallocated once, so no queue-sized tensor is allocated per step; the previous step's
+        backward has finished by the time the next step overwrites it."""
+        n = int(self.filled)
+        self.frozen[:n].copy_(self.keys[:n])
+        return self.frozen[:n]
 
     def features(self) -> torch.Tensor:
         return self.keys[: int(self.filled)] if int(self.filled) < self.size else self.keys
