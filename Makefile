@@ -20,7 +20,7 @@ endif
 DEB_PACKAGES ?= chromium dataset-fashion-mnist
 SYSTEM_DEPS  ?= 1
 
-.PHONY: venv system-deps run app test test-fast bench clean
+.PHONY: venv system-deps run app test test-fast tutorials bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ test: venv system-deps
 
 test-fast: venv
 	WORKBENCH_SMOKE=1 $(BIN)/python -m pytest -q -x -m "not slow" tests
+
+# every notebook in full mode (minutes each on a CPU), executed to HTML under build/tutorials/ (git-ignored) with
+# index.md / index.html: each notebook's time and its finding's numbers; ONLY=02,07 runs a few
+tutorials: venv
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m workbench.ui.tutorials --out build/tutorials $(if $(ONLY),--only $(ONLY))
 
 bench: venv
 	$(BIN)/python -m pip install -q -e ".[bench]"
