@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import streamlit as st
 
-from workbench.diagnostics.projection import pca_2d, umap_2d
+from workbench.diagnostics.projection import pca_2d, umap_2d, warm_umap
 from workbench.runs import RunReader
 
 
@@ -77,6 +77,22 @@ def _nearest(layouts: dict[int, np.ndarray], step: int) -> np.ndarray | None:
     if not layouts:
         return None
     return layouts[min(layouts, key=lambda s: (abs(s - step), -s))]
+
+
+@st.cache_resource(show_spinner=False)
+def warm_umap_in_background() -> threading.Thread:
+    """Once per process, when the Embeddings page first shows: compile UMAP's numba functions (or load them from
+    numba's on-disk cache, see ``projection.cache_umap_compilation``) in a background thread, on random data, so
+    that a UMAP asked for a little later does not wait for the compiler."""
+    def warm() -> None:
+        try:
+            warm_umap()
+        except Exception:  # noqa: BLE001  (a failed warm-up only means the first real layout compiles)
+            pass
+
+    thread = threading.Thread(target=warm, daemon=True, name="umap-warm-up")
+    thread.start()
+    return thread
 
 
 def _work(state: LayoutState, method: str, step: int, features: np.ndarray, previous: np.ndarray | None) -> None:

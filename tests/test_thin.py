@@ -179,3 +179,35 @@ def test_heatmap_columns_sum_consecutive_histograms_and_keep_the_last():
     np.testing.assert_array_equal(c[0], counts[:group].sum(0))
     x, c, group = charts.histogram_columns(steps[:50], counts[:50], max_columns=100)
     assert group == 1 and (c == counts[:50]).all()
+
+
+def test_a_key_logged_once_an_epoch_is_summarised_once_not_at_every_refresh(long_run):
+    f = ScalarFollower(long_run, ["knn_acc"], target=100, exact_up_to=200)
+    calls = []
+    real = f.reader.scalar_buckets
+    f.reader.scalar_buckets = lambda *a, **k: calls.append(a) or real(*a, **k)
+    for _ in range(3):
+        f.refresh()
+    assert len(calls) == 1 and f.last_step == 6000
+    s = f.series("knn_acc")
+    assert s.count.sum() == 12 and not s.thinned  # one value a bucket: each exact, at its step
+    assert s.steps.tolist() == list(range(500, 6001, 500))
+
+
+def test_followers_of_one_run_share_the_summaries_of_its_older_steps(tmp_path):
+    w = RunWriter(tmp_path / "r", {"method": "simclr", "dataset": "digits"})
+    for s in range(1, 3001):
+        w.log(s, {"loss": float(s % 7)})
+    first = ScalarFollower(tmp_path / "r", ["loss"], target=50, exact_up_to=100).refresh()
+    for s in range(3001, 3401):
+        w.log(s, {"loss": float(s % 7)})
+    second = ScalarFollower(tmp_path / "r", ["loss"], target=50, exact_up_to=100)
+    calls = []
+    real = second.reader.scalar_buckets
+    second.reader.scalar_buckets = lambda *a, **k: calls.append(k.get("start")) or real(*a, **k)
+    second.refresh()
+    assert calls == [first.sealed]  # only the buckets sealed since the first follower read
+    with RunReader(tmp_path / "r") as r:
+        assert_matches_the_data(second, r.scalars(), ["loss"])
+    first.close(), second.close()
+    w.close("finished")

@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from workbench.ui import charts
-from common import REFRESH, page_applies, snapshots, follower, open_reader, pick_run, runs_dir
+from common import REFRESH, page_applies, snapshots, open_reader, pick_run, runs_dir, scalar_follower
 from layouts import load_array, load_snapshot, upscale
 from workbench.data import image_grid
 from workbench.diagnostics.clustering import cluster_scores, matched_confusion, occupancy
@@ -37,13 +37,12 @@ def show(name: str) -> None:
         return
     source = st.session_state.get("cluster_source", sources[0])
     source = source if source in sources else sources[0]
-    f = follower(name)
-    df = f.scalars() if f else None
     prefix = "kmeans_" if source == "kmeans" else "cluster_"
     keys = [f"{prefix}{m}" for m in ("acc", "nmi", "ari")]
+    f = scalar_follower(name, tuple(keys))  # only these keys, at chart resolution
     c1, c2 = st.columns(2)
-    if df is not None and any(k in df for k in keys):
-        c1.plotly_chart(charts.curves(df, keys, "clustering quality over time"), width="stretch", key="cq")
+    if f is not None and any(k in f for k in keys):
+        c1.plotly_chart(charts.curves(f, keys, "clustering quality over time"), width="stretch", key="cq")
     # occupancy: cluster sizes (largest first) per snapshot; a collapse puts everything into one cluster. A method's
     # own assignments may start late (DEPICT's after its k-means initialisation): only snapshots that carry them
     found = [(s, load_array(run_path, "embeddings", s, source)) for s in steps]

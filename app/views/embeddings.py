@@ -8,13 +8,14 @@ import streamlit as st
 
 from workbench.ui import charts
 from common import REFRESH, page_applies, snapshots, open_reader, pick_run, runs_dir
-from layouts import layout, load_snapshot, upscale
+from layouts import layout, load_snapshot, upscale, warm_umap_in_background
 
 st.header("Embeddings")
 st.caption("Backbone features of a fixed probe subset of the held-out split, saved at every evaluation. PCA is "
-           "instant; UMAP runs in the background (the first one in a process compiles numba: up to a minute) and "
-           "is cached. Each layout is aligned to the neighbouring epoch's, so points move only when the "
-           "embedding does. Select points (lasso or box) to see their images.")
+           "instant; UMAP runs in the background and is cached (the first one on a machine compiles numba, up to a "
+           "minute, kept on disk for later processes; opening this page starts that in the background). Each "
+           "layout is aligned to the neighbouring epoch's, so points move only when the embedding does. Select "
+           "points (lasso or box) to see their images.")
 name = pick_run()
 method = st.sidebar.radio("projection", ["PCA", "UMAP"], horizontal=True).lower()
 colour_by = st.sidebar.radio("colour by", ["label", "k-means cluster", "kNN correct"])
@@ -70,6 +71,7 @@ def show(name: str) -> None:
 
 
 if name and page_applies(name, "embeddings", "embeddings"):
+    warm_umap_in_background()
     c1, c2 = st.columns([1, 4])
     c1.toggle("follow the latest epoch", value=True, key="emb_follow")
     if not st.session_state["emb_follow"]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from common import PAGE_TITLES, REFRESH, follower, open_reader, pick_run, readable_runs, runs_dir
+from common import PAGE_TITLES, REFRESH, open_reader, pick_run, readable_runs, runs_dir, scalar_follower
 from workbench.engine import launch
 from workbench.engine.evaluate import EVAL_SPECTRUM, PROBES
 from workbench.engine.registry import task_of
@@ -253,8 +253,8 @@ def show(name: str, compare: list[str]) -> None:
                         "A pretext task such as RotNet's makes the last block specific to rotations: its **middle "
                         "blocks beat the last** (the RotNet paper's finding, `--feature-block` picks one).")
     spectrum_section(primary, runs)
-    frames = {r["name"]: f.scalars() for r in runs if (f := follower(r["name"])) is not None}
-    if any("online_linear_acc" in df for df in frames.values()):
+    frames = {r["name"]: f for r in runs if (f := scalar_follower(r["name"], ("online_linear_acc",))) is not None}
+    if any("online_linear_acc" in f for f in frames.values()):
         st.subheader("Online linear probe")
         st.plotly_chart(charts.overlay(frames, "online_linear_acc", "online linear probe accuracy (held-out)"),
                         width="stretch", key="online")

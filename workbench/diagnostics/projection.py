@@ -38,8 +38,10 @@ def umap_2d(features: np.ndarray, previous: np.ndarray | None = None, n_neighbor
             min_dist: float = 0.1, seed: int | None = None) -> np.ndarray:
     """UMAP (umap-learn, cosine metric); initialised from and aligned to ``previous`` when given.
 
-    The first call in a process pays numba's compilation (seconds to a minute): call it in the background.
+    The first call on a machine pays numba's compilation (half a minute or more); :func:`cache_umap_compilation`
+    keeps it on disk, so a later process loads it instead (see :func:`warm_umap` to do that in the background).
     """
+    cache_umap_compilation()
     import umap
 
     x = l2_normalize(features)
@@ -52,3 +54,55 @@ def umap_2d(features: np.ndarray, previous: np.ndarray | None = None, n_neighbor
                         random_state=seed, n_jobs=1 if seed is not None else -1)
     xy = reducer.fit_transform(x)
     return align_to(xy, previous) if previous is not None else xy
+
+
+_CACHING_ON = False
+
+
+def cache_umap_compilation() -> int:
+    """Turn numba's on-disk cache on for every jitted function of umap-learn and pynndescent (umap-learn asks for
+    it on one of its ~100; pynndescent on most but not all), before they compile: the first UMAP on a machine still
+    compiles them, and writes the machine code beside their sources (or under ``NUMBA_CACHE_DIR``); every later
+    process loads it. A function numba cannot cache is compiled as before. Returns how many were switched on."""
+    global _CACHING_ON
+    import os
+    import sys
+
+    if _CACHING_ON or os.environ.get("WORKBENCH_NUMBA_CACHE", "1") == "0":  # 0: as umap-learn ships (benchmarks)
+        return 0
+
+    import umap  # noqa: F401  (imports pynndescent and every module with jitted functions)
+    from numba.core.dispatcher import Dispatcher
+    from numba.core.caching import NullCache
+
+    switched = 0
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] not in ("umap", "pynndescent") or module is None:
+            continue
+        for obj in list(vars(module).values()):
+            if isinstance(obj, Dispatcher) and isinstance(obj._cache, NullCache):
+                try:
+                    obj.enable_caching()
+                    switched += 1
+                except Exception:  # noqa: BLE001  (e.g. a function without a source file: left uncached)
+                    pass
+    _CACHING_ON = True
+    return switched
+
+
+def warm_umap(points: int = 4200, seed: int = 0) -> float:
+    """Compile (or load from numba's cache) what a UMAP of the app's size needs, on random data: as many points as
+    take UMAP's approximate-neighbours path (4,096 or more), few epochs. Returns the seconds it took. Meant for a
+    background thread at app start, so that the first real layout does not wait for the compiler."""
+    import time
+
+    t0 = time.perf_counter()
+    import umap
+
+    cache_umap_compilation()
+    rng = np.random.default_rng(seed)
+    x = l2_normalize(rng.normal(size=(points, 16)))
+    umap.UMAP(n_components=2, n_neighbors=15, metric="cosine", n_epochs=5, random_state=None).fit_transform(x)
+    prev = rng.normal(size=(points, 2)).astype(np.float32)
+    umap.UMAP(n_components=2, n_neighbors=15, metric="cosine", n_epochs=5, init=prev).fit_transform(x)
+    return time.perf_counter() - t0

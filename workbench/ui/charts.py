@@ -16,7 +16,7 @@ def _layout_dict(title: str, x: str, y: str, height: int = 320, note: str = "") 
     """``note``: a line under the title (what was summarised for display)."""
     return dict(title=dict(text=title, subtitle=dict(text=note, font=dict(size=11, color="grey"))) if note
                 else dict(text=title), xaxis=dict(title=dict(text=x)), yaxis=dict(title=dict(text=y)),
-                height=height, margin=dict(l=50, r=10, t=62 if note else 40, b=40),
+                height=height, margin=dict(l=50, r=10, t=(64 + 20 * note.count("<br>")) if note else 40, b=40),
                 legend=dict(orientation="h", y=-0.25))
 
 
@@ -61,8 +61,7 @@ def thin_note(widths: list[int]) -> str:
     if not widths:
         return ""
     w = max(widths)
-    return (f"long run: a point is the mean of up to {w:,} steps, the band their min-max; "
-            "the newest steps are exact")
+    return f"thinned: a point is the mean of up to {w:,} steps,<br>the band their min-max; the newest steps exact"
 
 
 def ema(s: pd.Series, smoothing: float) -> pd.Series:
@@ -70,11 +69,11 @@ def ema(s: pd.Series, smoothing: float) -> pd.Series:
 
 
 def curves(df: pd.DataFrame, keys: list[str], title: str, y: str = "", smoothing: float = 0.0) -> go.Figure:
-    """Several keys of one run."""
+    """Several keys of one run: its frame (step index) or its :class:`~workbench.ui.thin.ScalarFollower`."""
     traces, widths = [], []
     for i, k in enumerate(keys):
-        if k in df:
-            s = thin(df[k])
+        s = _series(df, k)
+        if s is not None and len(s):
             traces += _thin_traces(s, thin_ema(s, smoothing), k, PALETTE[i % len(PALETTE)], smoothing > 0)
             widths += [s.width] if s.thinned else []
     return go.Figure(data=traces, layout=_layout_dict(title, "step", y, note=thin_note(widths)))
@@ -145,7 +144,7 @@ def score_heatmap(series, title: str, colorscale: str) -> go.Figure:
     fig = go.Figure(go.Heatmap(x=x, y=series.centers, z=np.log1p(dens.T), colorscale=colorscale,
                                colorbar=dict(title="log(1+density)"),
                                hovertemplate=where + "<br>score %{y:.3f}<br>log(1+density) %{z:.2f}<extra></extra>"))
-    note = (f"long run: a column sums {group} consecutive histograms; the last column is the last one"
+    note = (f"thinned: a column sums {group} consecutive histograms,<br>the last column is the last one"
             if group > 1 else "")
     return _layout(fig, title, "step", "cosine similarity", height=300, note=note)
 

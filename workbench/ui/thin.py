@@ -15,7 +15,9 @@ the target number of buckets, the width doubles (pairs of buckets merge). Short 
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -131,14 +133,25 @@ def ema(series: ThinSeries, smoothing: float) -> np.ndarray:
     return out
 
 
+_SHARED: dict[tuple, tuple[int, int, pd.DataFrame]] = {}  # (run, created, pid, keys, target) -> width, sealed, buckets
+_SHARED_LOCK = threading.Lock()
+
+
 class ScalarFollower:
-    """The scalars of a live run at chart resolution, read incrementally (see the module's doc)."""
+    """The scalars of a live run at chart resolution, read incrementally (see the module's doc).
+
+    The summaries of a run's older steps never change: followers of the same run and keys in one process (the
+    app's sessions, its browser tabs) share them, so only the first pays the bucket queries; a later one
+    starts from them and queries the buckets sealed since."""
 
     def __init__(self, run_dir, keys: list[str] | None = None, target: int = TARGET_POINTS,
                  exact_up_to: int = EXACT_UP_TO):
         self.reader = RunReader(run_dir)
         self.keys_wanted = None if keys is None else list(keys)
         self.target, self.exact_up_to = target, exact_up_to
+        meta = self.reader.meta  # a resumed run (which may drop steps) has a new writer pid: summaries not shared
+        self._shared_key = (str(Path(run_dir).resolve()), meta.get("created"), meta.get("pid"),
+                            None if keys is None else tuple(sorted(keys)), target)
         self._reset()
 
     def _reset(self) -> None:
@@ -169,18 +182,28 @@ class ScalarFollower:
         if top < 0:
             return self
         if self.last_step < 0 and top > self.exact_up_to:  # first read of a long run: ask for the summaries
-            self.width = bucket_width(top, self.target)
-            self.sealed = top // self.width * self.width
-            self.buckets = self.reader.scalar_buckets(self.width, self.sealed, self.keys_wanted)
+            with _SHARED_LOCK:
+                shared = _SHARED.get(self._shared_key)
+            width, sealed, buckets = shared if shared and shared[1] <= top else (bucket_width(top, self.target), 0,
+                                                                               None)
+            self.width = width
+            self.sealed = top // width * width
+            new = self.reader.scalar_buckets(width, self.sealed, self.keys_wanted, start=sealed)
+            self.buckets = merge([buckets, new]) if buckets is not None else new
             self.tail = self.reader.scalars(self.keys_wanted, after_step=self.sealed - 1)
         else:
             new = self.reader.scalars(self.keys_wanted, after_step=max(self.last_step - 1, self.sealed - 1))
             if not new.empty:  # the last step seen is read again: a value logged later for it is picked up
                 keep = self.tail[self.tail.index < new.index.min()] if not self.tail.empty else self.tail
                 self.tail = pd.concat([keep, new]).sort_index() if not keep.empty else new
-        if not self.tail.empty:
-            self.last_step = int(self.tail.index.max())
-            self._fold()
+        # the run's last step, whichever keys it logged: keys logged rarely (once an epoch) are not read again
+        self.last_step = max(top, int(self.tail.index.max()) if not self.tail.empty else -1)
+        self._fold()
+        if self.width:
+            with _SHARED_LOCK:
+                known = _SHARED.get(self._shared_key)
+                if known is None or known[1] < self.sealed:
+                    _SHARED[self._shared_key] = (self.width, self.sealed, self.buckets)
         return self
 
     def _fold(self) -> None:
