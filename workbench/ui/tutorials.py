@@ -5,7 +5,8 @@ notebook's time and its finding's numbers.
 
 Each notebook's last cell calls :func:`workbench.ui.tutorial_charts.check_finding`, which writes its numbers to the
 JSON file named by ``$WORKBENCH_TUTORIAL_REPORT``; this runner sets that variable per notebook, runs
-``jupyter nbconvert --execute --to html`` (errors are kept in the HTML, not fatal), times it and collects the
+``jupyter nbconvert --execute`` (errors are kept, not fatal), exports the executed notebook as HTML with its
+plotly figures drawable offline (:func:`add_static_plotly`), times it and collects the
 findings into ``index.md`` and ``index.html`` beside the HTML files (with ``--only``, the rows of the other
 notebooks stay from earlier runs). The exit status is 1 when a notebook run now failed or its finding did not hold.
 """
@@ -25,22 +26,58 @@ from workbench.ui.tutorial_charts import REPORT_ENV
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_notebook(notebook: Path, out: Path, timeout: int = 1800) -> dict:
-    """Execute ``notebook`` in full mode into ``out/NAME.html``; its time, its finding (or why there is none)."""
+PLOTLY_JSON = "application/vnd.plotly.v1+json"
+
+
+def add_static_plotly(nb) -> int:
+    """Give every plotly output of an executed notebook an HTML view (plotly.js inline once, then reused), so the
+    exported page draws its figures offline: a kernel without a front end emits only plotly's JSON, which the HTML
+    exporter cannot draw. Returns the number of figures. (Live ``FigureWidget`` outputs need a running kernel;
+    the tutorials show their final state as a plain figure after each live cell.)"""
+    import plotly.io as pio
+
+    n = 0
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if PLOTLY_JSON in data and "text/html" not in data:
+                data["text/html"] = pio.to_html(data[PLOTLY_JSON], include_plotlyjs=n == 0, full_html=False,
+                                                validate=False)
+                n += 1
+    return n
+
+
+def run_notebook(notebook: Path, out: Path, timeout: int = 1800, smoke: bool = False) -> dict:
+    """Execute ``notebook`` (full mode unless ``smoke``) into ``out/NAME.html``; its time and its finding (or why
+    there is none)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
     report = out / f"{notebook.stem}.json"
     report.unlink(missing_ok=True)
+    executed = out / f"{notebook.stem}.executed.ipynb"
     env = {**os.environ, REPORT_ENV: str(report.resolve()), "OMP_WAIT_POLICY": "PASSIVE"}
-    env.pop("WORKBENCH_SMOKE", None)
     env.pop("CI", None)
-    cmd = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", "--execute", "--allow-errors",
-           f"--ExecutePreprocessor.timeout={timeout}", "--output-dir", str(out), str(notebook)]
+    if smoke:
+        env["WORKBENCH_SMOKE"] = "1"
+    else:
+        env.pop("WORKBENCH_SMOKE", None)
+    cmd = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--allow-errors",
+           f"--ExecutePreprocessor.timeout={timeout}", "--output-dir", str(out.resolve()), "--output",
+           executed.name, str(notebook)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=notebook.parent, capture_output=True, text=True)
     minutes = (time.perf_counter() - t0) / 60
     row = {"notebook": notebook.stem, "minutes": round(minutes, 2), "html": f"{notebook.stem}.html"}
-    if proc.returncode != 0:
-        row.update(status="nbconvert failed", detail=proc.stderr.strip().splitlines()[-1:] or [""])
-    elif report.exists():
+    if proc.returncode != 0 or not executed.exists():
+        row.update(status="nbconvert failed", detail=(proc.stderr.strip().splitlines() or [""])[-1])
+        return row
+    nb = nbformat.read(executed, as_version=4)
+    row["figures"] = add_static_plotly(nb)
+    row["errors"] = sum(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    (out / row["html"]).write_text(body, encoding="utf-8")
+    if report.exists():
         found = json.loads(report.read_text())
         row.update(status="finding holds" if found["holds"] else "finding does NOT hold", claim=found["claim"],
                    numbers=found["numbers"])
@@ -80,6 +117,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "build" / "tutorials"))
     p.add_argument("--only", default="", help="comma-separated notebook numbers or names (default: all)")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    p.add_argument("--smoke", action="store_true", help="run in smoke mode (seconds; checks the pipeline only)")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -89,7 +127,7 @@ def main(argv=None) -> int:
     rows = []
     for nb in books:
         print(f"running {nb.name} ...", flush=True)
-        rows.append(run_notebook(nb, out, args.timeout))
+        rows.append(run_notebook(nb, out, args.timeout, args.smoke))
         print(f"  {rows[-1]['minutes']:.1f} min: {rows[-1]['status']}", flush=True)
     ok = all(r["status"] == "finding holds" for r in rows)  # of the notebooks run now
     previous = out / "index.json"  # rows of notebooks not run this time stay (``--only`` reruns a few)
