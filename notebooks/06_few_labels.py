@@ -57,6 +57,7 @@ import workbench
 from workbench.data import load_dataset
 from workbench.engine.evaluate import evaluate_features, load_representation
 from workbench.engine.features import extract_features
+from workbench.runs import RunReader
 from workbench.ui import charts, probe_charts
 from workbench.ui.notebook import watch
 from workbench.ui.tutorial_charts import check_finding, fewshot_methods
@@ -97,6 +98,9 @@ def refresh(fig, reader):
 
 result = watch(handle, live, refresh)
 print(f"{result.status}: kNN accuracy {result.metrics['knn_acc']:.3f}")
+with RunReader(handle.run_dir) as reader:  # the final state as a plain figure: it stays drawn where widgets are not
+    refresh(live, reader)
+live.show()
 
 # %% [markdown]
 # ## 2. Accuracy against labels per class

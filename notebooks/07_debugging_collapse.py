@@ -151,27 +151,30 @@ display(table.round(3))
 # %% [markdown]
 # ## 2. Reading each failure
 #
-# **The histograms.** Pick a run: healthy training pushes the positives (blue) towards 1 and keeps the negatives
+# **The histograms.** Below, `no negatives`; pick another run to compare. Healthy training pushes the positives (blue) towards 1 and keeps the negatives
 # (red) spread around 0. Without negatives, both pile up together with almost no spread (`neg_var` near 0):
 # the embedding has become a narrow cone in which positives and negatives look alike.
 
 # %%
-out = widgets.Output()
-pick = widgets.ToggleButtons(options=list(runs), value="no negatives")
-
-
-def show_histogram(*_):
-    r = readers[pick.value]
+def histogram(name):
+    r = readers[name]
     f = charts.pos_neg_histogram(r.histograms("pos"), r.histograms("neg"))
-    f.update_layout(title=f"{pick.value}: " + f.layout.title.text)
+    return f.update_layout(title=f"{name}: " + f.layout.title.text)
+
+
+histogram("no negatives").show()
+out = widgets.Output()
+pick = widgets.ToggleButtons(options=list(runs), value="no negatives", description="compare")
+
+
+def show_histogram(change):
     out.clear_output(wait=True)
     with out:
-        f.show()
+        histogram(change["new"]).show()
 
 
 pick.observe(show_histogram, names="value")
 display(pick, out)
-show_histogram()
 
 # %% [markdown]
 # **The projection's spread** (`collapse_std` over $1/\sqrt d$, dashed line = what points spread over the sphere
