@@ -186,6 +186,15 @@ labels = bundle.test.labels[:500].numpy()
 print(f"{len(S)} x {len(S)} cosine similarities of held-out embeddings (tau=0.2 run); "
       f"{(labels[:, None] == labels[None, :]).mean():.1%} of pairs share a class")
 
+
+def share_figure(tau, i):
+    neg, same = np.delete(S[i], i), np.delete(labels == labels[i], i)
+    f = gradient_share_figure(neg, tau)
+    return f.update_layout(title=f"anchor {i} (digit {labels[i]}): {(gradient_shares(neg, tau) * same).sum():.1%} "
+                                 f"of the push lands on its own class ({same.mean():.0%} of the negatives)")
+
+
+share_figure(0.2, 0).show()  # the starting point; the sliders below redraw it
 out = widgets.Output()
 tau_w = widgets.FloatLogSlider(value=0.2, base=10, min=-2, max=0.3, step=0.05, description="tau",
                                readout_format=".3f", continuous_update=False)
@@ -193,22 +202,14 @@ anchor_w = widgets.IntSlider(0, 0, len(S) - 1, description="anchor", continuous_
 
 
 def show(*_):
-    i = anchor_w.value
-    neg = np.delete(S[i], i)
-    f = gradient_share_figure(neg, tau_w.value)
-    same = np.delete(labels == labels[i], i)
-    share_same = (gradient_shares(neg, tau_w.value) * same).sum()
-    f.update_layout(title=f"anchor {i} (digit {labels[i]}): {share_same:.1%} of the push lands on its own class "
-                          f"({same.mean():.0%} of the negatives)")
     out.clear_output(wait=True)
     with out:
-        f.show()
+        share_figure(tau_w.value, anchor_w.value).show()
 
 
 tau_w.observe(show, names="value")
 anchor_w.observe(show, names="value")
 display(widgets.HBox([tau_w, anchor_w]), out)
-show()
 
 # %% [markdown]
 # Averaged over all 500 anchors, at the temperatures of the sweep (and the extremes):
