@@ -1,5 +1,6 @@
 """Issue 15: no write outside the runs folder, one writer per run, nothing left behind by a failed start, a
 checkpoint that is whole or absent."""
+import os
 import subprocess
 import sys
 
@@ -397,3 +398,34 @@ def test_depict_refuses_more_clusters_than_pairs_warns_far_above_the_classes_and
         warned = events[events["level"] == "warning"]["message"].tolist()
         assert any("more than 4x the dataset's 10 classes" in m for m in warned), warned
         assert len(set(reader.scalar("stage").unique())) >= 2  # reconstruction, then clustering
+
+
+def test_eval_lock_is_held_by_the_evaluating_process_until_it_dies(tmp_path):
+    """`workbench eval` holds an OS lock on the run for its whole life: the app reads "running" from the lock, so
+    a process killed with -9 is never reported running (no pid file to go stale, no /proc parsing)."""
+    import subprocess
+    import sys
+
+    from workbench.engine import launch
+
+    run = tmp_path / "r"
+    run.mkdir()
+    assert launch.eval_lock_holder(run) is None and launch.eval_status(run).state == "none"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom workbench.engine.launch import "
+                               "hold_eval_lock\nhold_eval_lock(sys.argv[1])\nprint('held', flush=True)\n"
+                               "time.sleep(60)", str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert launch.eval_lock_holder(run) == holder.pid
+        status = launch.eval_status(run)
+        assert status.state == "running" and status.pid == holder.pid  # started from a terminal: no pid record
+        with pytest.raises(launch.EvalRunning, match=f"pid {holder.pid}"):
+            launch.hold_eval_lock(run)
+        cli = subprocess.run([sys.executable, "-m", "workbench", "eval", str(run)], capture_output=True, text=True)
+        assert cli.returncode == 2 and "already running" in cli.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    assert launch.eval_lock_holder(run) is None  # kill -9 released it
+    fd = launch.hold_eval_lock(run)  # and it can be taken again
+    os.close(fd)

@@ -260,11 +260,38 @@ def _resolve_run(run: str, runs_dir: str) -> Path:
 
 
 def cmd_eval(args) -> int:
+    """``workbench eval``: holds the run's evaluation lock while it runs (inherited from the app that started it,
+    or taken here), so no two evaluations of a run overlap and the app knows one is running."""
+    from workbench.engine.launch import EVAL_LOCK_FD, EVAL_RC, EvalRunning, hold_eval_lock, mark_eval_lock
+    from workbench.runs.store import atomic_write_bytes
+
+    run = _resolve_run(args.run, args.runs_dir)
+    inherited = os.environ.pop(EVAL_LOCK_FD, None)  # started by the app, which took the lock for this process
+    try:
+        if inherited is not None:
+            lock = int(inherited)
+            mark_eval_lock(lock)
+        else:
+            lock = hold_eval_lock(run) if run.is_dir() else None
+    except EvalRunning as e:
+        print(f"workbench eval: {e}", file=sys.stderr)
+        return 2
+    rc = 1
+    try:
+        rc = _evaluate_and_report(args, run)
+        return rc
+    finally:
+        if inherited is not None:  # the exit status is there before the lock stops saying "running"
+            atomic_write_bytes(run / EVAL_RC, str(rc).encode())
+        if lock is not None:
+            os.close(lock)
+
+
+def _evaluate_and_report(args, run: Path) -> int:
     from workbench.data.registry import DatasetUnavailable
     from workbench.engine.evaluate import evaluate_run
     from workbench.runs.store import RunStoreError
 
-    run = _resolve_run(args.run, args.runs_dir)
     try:
         result = evaluate_run(run, args.probes, args.checkpoint, args.device, draws=args.draws,
                               episodes=args.episodes, seed=args.seed, write=not args.no_write)

@@ -71,20 +71,72 @@ def stop(run_dir: str | os.PathLike) -> str:
 
 # ---------------------------------------------------------------------- `workbench eval` as a background process
 EVAL_LOG, EVAL_PID, EVAL_RC = "eval.log", "eval.pid", "eval.rc"  # in the run's folder
-_EVAL_LOCK = ".eval.lock"
+EVAL_LOCK = ".eval.lock"  # flock held by the running `workbench eval` of the run
+EVAL_LOCK_FD = "WORKBENCH_EVAL_LOCK_FD"  # environment: the descriptor of the lock a child inherited
 
 
 class EvalRunning(RuntimeError):
     """``workbench eval`` is already running on this run."""
 
 
+def hold_eval_lock(run_dir: str | os.PathLike, tries: int = 5) -> int:
+    """Take the run's evaluation lock, an OS lock (``flock``) on ``<run>/.eval.lock``, and return its descriptor:
+    held until that descriptor (and every copy a child inherited) is closed, or the process ends, even by
+    kill -9. The holder's pid is written in the file. Raises :class:`EvalRunning` when another process holds it
+    (``tries`` short retries first: :func:`eval_lock_holder` takes it for an instant when it looks)."""
+    run_dir = Path(run_dir)
+    fd = os.open(run_dir / EVAL_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover  (not on Linux or macOS): no lock
+        return fd
+    for attempt in range(tries):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if attempt == tries - 1:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise EvalRunning(f"workbench eval is already running on {run_dir.name} (pid {holder})") from None
+            time.sleep(0.01)
+    mark_eval_lock(fd)
+    return fd
+
+
+def mark_eval_lock(fd: int) -> None:
+    """Write this process's pid into the lock file it holds (a child that inherited the lock does it too)."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+
+def eval_lock_holder(run_dir: str | os.PathLike) -> int | None:
+    """The pid of the process that holds the run's evaluation lock (0 when unreadable), ``None`` when none does."""
+    path = Path(run_dir) / EVAL_LOCK
+    try:
+        import fcntl
+
+        fd = os.open(path, os.O_RDONLY)
+    except (ImportError, OSError):
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else 0
+    finally:
+        os.close(fd)  # releases the instant's lock if it was taken
+    return None
+
+
 @dataclass
 class EvalProcess:
     """What the run's last ``workbench eval`` started by :func:`start_eval` is doing.
 
-    ``state``: ``none`` (never started here), ``running``, ``finished`` or ``failed``; ``returncode`` is ``None``
-    while it runs and when the process that started it is gone before it ended (the log then decides);
-    ``log`` is the tail of ``eval.log`` (stdout and stderr) with tqdm's carriage-return updates as lines."""
+    ``state``: ``none`` (never started here), ``running`` (a process holds the run's evaluation lock),
+    ``finished`` or ``failed``; ``returncode`` is ``None`` while it runs and when the process that started it is
+    gone before it ended (the log then decides); ``log`` is the tail of ``eval.log`` (stdout and stderr) with
+    tqdm's carriage-return updates as lines."""
 
     state: str
     pid: int | None = None
@@ -131,36 +183,22 @@ def _log_lines(path: Path, tail_bytes: int = 16_000) -> list[str]:
     return [line for line in lines if line.strip()]
 
 
-def _alive(pid: int, run_dir: Path) -> bool:
-    """Whether ``pid`` is still our ``workbench eval`` of ``run_dir`` (not a zombie, not a reused pid)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    proc = Path(f"/proc/{pid}")
-    if not proc.exists():  # no /proc (macOS): the signal check is all there is
-        return True
-    try:
-        if proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-        cmdline = proc.joinpath("cmdline").read_bytes().split(b"\0")
-    except (OSError, IndexError):
-        return False
-    return b"eval" in cmdline and any(arg.decode(errors="replace") == str(run_dir.resolve()) for arg in cmdline)
-
-
 def eval_status(run_dir: str | os.PathLike) -> EvalProcess:
     """The state of the last ``workbench eval`` started on ``run_dir`` by :func:`start_eval` (any process may ask:
-    the state lives in the run's folder, ``eval.pid`` / ``eval.rc`` / ``eval.log``)."""
+    the state lives in the run's folder: the evaluation lock says whether one runs, ``eval.pid`` / ``eval.rc`` /
+    ``eval.log`` what the last one started here was and how it ended)."""
     run_dir = Path(run_dir)
+    holder = eval_lock_holder(run_dir)
     try:
         record = json.loads((run_dir / EVAL_PID).read_text())
         pid, started = int(record["pid"]), float(record.get("started") or 0)
     except (OSError, ValueError, KeyError, TypeError):
+        if holder is not None:  # a `workbench eval` started from a terminal
+            return EvalProcess("running", holder or None, None, None, [])
         return EvalProcess("none")
     log = _log_lines(run_dir / EVAL_LOG)
+    if holder is not None:
+        return EvalProcess("running", holder or pid, started, None, log)
     rc_file = run_dir / EVAL_RC
     if rc_file.exists():
         try:
@@ -168,8 +206,6 @@ def eval_status(run_dir: str | os.PathLike) -> EvalProcess:
         except ValueError:
             rc = None
         return EvalProcess("finished" if rc == 0 else "failed", pid, started, rc, log)
-    if _alive(pid, run_dir):
-        return EvalProcess("running", pid, started, None, log)
     # ended, but whoever started it was gone before it did: its last words decide
     done = any("written to" in line for line in log[-5:])
     return EvalProcess("finished" if done else "failed", pid, started, None, log)
@@ -179,34 +215,24 @@ def start_eval(run_dir: str | os.PathLike, probes: str | list[str] | None = None
                episodes: int | None = None) -> EvalProcess:
     """Start ``workbench eval`` on a run as its own process (own session: it outlives the app), stdout and stderr
     into ``eval.log`` in the run's folder. Raises :class:`EvalRunning` when one is already running on this run
-    (from this app or another: the pid file is checked under an exclusive lock file)."""
+    (from this app, another one or a terminal). This process takes the run's evaluation lock and hands it to the
+    child (an inherited descriptor): from before the child exists to its very end, whichever way it ends."""
     run_dir = Path(run_dir)
-    lock = run_dir / _EVAL_LOCK
+    fd = hold_eval_lock(run_dir)
     try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        if time.time() - lock.stat().st_mtime < 30:
-            raise EvalRunning(f"workbench eval is being started on {run_dir.name} right now") from None
-        lock.unlink(missing_ok=True)  # left behind by a crash
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    try:
-        current = eval_status(run_dir)
-        if current.state == "running":
-            raise EvalRunning(f"workbench eval is already running on {run_dir.name} (pid {current.pid})")
         (run_dir / EVAL_RC).unlink(missing_ok=True)
         cmd = eval_command(run_dir, probes, draws, episodes)
-        env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", PYTHONUNBUFFERED="1")
+        env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", PYTHONUNBUFFERED="1", **{EVAL_LOCK_FD: str(fd)})
         with open(run_dir / EVAL_LOG, "wb") as log:  # each evaluation starts a fresh log
             log.write(("$ workbench eval " + " ".join(cmd[4:]) + "\n").encode())
             log.flush()
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                    start_new_session=True)
+                                    start_new_session=True, pass_fds=(fd,))
         started = time.time()
         atomic_write_bytes(run_dir / EVAL_PID, json.dumps({"pid": proc.pid, "started": started,
                                                            "command": cmd}).encode())
     finally:
-        os.close(fd)
-        lock.unlink(missing_ok=True)
+        os.close(fd)  # the child's copy keeps the lock
 
     def reap() -> None:  # no zombie left behind, and the exit status kept for whoever asks
         rc = proc.wait()
