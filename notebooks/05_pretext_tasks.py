@@ -1,0 +1,134 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Pretext tasks: RotNet, and which layer to read
+#
+# **The paper.** Gidaris, Singh & Komodakis (ICLR 2018), *Unsupervised Representation Learning by Predicting
+# Image Rotations*. Every image is shown in its four rotations (0, 90, 180, 270 degrees) and a network learns to
+# say which one it sees: a 4-way classification that needs no labels. To recognise that a digit or a cat is upside
+# down the network must learn what digits or cats look like, so its features become useful for other tasks.
+#
+# **The finding reproduced here, in one sentence:** *the middle blocks of a RotNet transfer best; the last block
+# specialises in the pretext task (rotations) and is worse.* The paper's CIFAR-10 numbers, a non-linear classifier
+# on each frozen block of a 4-block network:
+#
+# | block | 1 | 2 | 3 | 4 |
+# |---|---|---|---|---|
+# | accuracy (paper, CIFAR-10) | 85.07 | **89.06** | 86.21 | 61.73 |
+#
+# This notebook trains RotNet on `digits` (live: the rotation accuracy and the kNN accuracy of every block) and
+# puts a linear probe on each block (`workbench.evaluate(..., probes="blocks")`), with the paper's table beside it.
+# The paper also compares 2, 4 and 8 rotations (87.46 / 89.06 / 88.51); the workbench's RotNet has the four
+# rotations only, so that comparison is left as a question. About 1 to 2 minutes in full mode on 2 CPU cores;
+# `WORKBENCH_SMOKE=1` runs it in seconds.
+
+# %%
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported: idle threads sleep, not spin
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+from IPython.display import display
+
+import workbench
+from workbench.runs import RunReader
+from workbench.ui import charts, probe_charts
+from workbench.ui.notebook import watch
+from workbench.ui.tutorial_charts import check_finding
+
+SMOKE = os.environ.get("WORKBENCH_SMOKE") == "1" or os.environ.get("CI") == "true"
+EPOCHS = 1 if SMOKE else 30
+SIZE = dict(subset=300, probe_size=200, batch_size=128) if SMOKE else {}
+RUNS_DIR = tempfile.mkdtemp(prefix="workbench-rotnet-") if SMOKE else os.environ.get(
+    "WORKBENCH_RUNS_DIR", "../runs" if Path.cwd().name == "notebooks" else "runs")
+PAPER = {1: 85.07, 2: 89.06, 3: 86.21, 4: 61.73}
+print(f"workbench {workbench.__version__}; smoke={SMOKE}; {EPOCHS} epochs")
+
+# %% [markdown]
+# ## 1. Train RotNet and watch every block
+#
+# At every evaluation the run measures the weighted kNN accuracy of the pooled output of each of the backbone's
+# four blocks (`knn_acc_block1..4`) next to the rotation accuracy the network is trained for.
+
+# %%
+handle = workbench.start_training(method="rotnet", dataset="digits", epochs=EPOCHS, runs_dir=RUNS_DIR,
+                                  progress=False, **SIZE)
+live = make_subplots(rows=1, cols=2, subplot_titles=("loss (4-way rotation)", "kNN accuracy of each block"))
+live.add_scatter(x=[], y=[], mode="lines", name="loss", line_color="black", row=1, col=1)
+for b in range(1, 5):
+    live.add_scatter(x=[], y=[], mode="lines+markers", name=f"block {b}", line_color=charts.PALETTE[b - 1], row=1, col=2)
+live.update_layout(height=320, margin=dict(l=40, r=10, t=40, b=30), legend=dict(orientation="h", y=-0.2))
+KEYS = ["loss"] + [f"knn_acc_block{b}" for b in range(1, 5)]
+
+
+def refresh(fig, reader):
+    df = reader.scalars(KEYS)
+    with fig.batch_update():
+        for trace, key in enumerate(KEYS):
+            if key in df:
+                s = df[key].dropna()
+                fig.data[trace].x, fig.data[trace].y = s.index.to_numpy(), s.to_numpy()
+    st = reader.status()
+    return f"<b>{st.state}</b> &nbsp; step {st.step}/{reader.meta.get('total_steps', '?')}"
+
+
+result = watch(handle, live, refresh)
+with RunReader(handle.run_dir) as reader:  # the final state as a plain figure: it stays drawn where widgets are not
+    refresh(live, reader)
+live.show()
+
+# %% [markdown]
+# ## 2. A linear probe on each block, beside the paper
+#
+# `workbench.evaluate` freezes the network, pools each block's output to a vector and fits the same linear probe
+# (logistic regression, its regularisation chosen on a validation split) on all training labels.
+
+# %%
+ev = workbench.evaluate(handle.run_dir, probes="blocks", progress=False)
+blocks = ev.table[ev.table.block.notna()].set_index("block")["accuracy"]
+blocks.index = blocks.index.astype(int)
+probe_charts.block_bars({"RotNet on digits (linear probe)": ev.table.to_dict("records")}).show()
+display(pd.DataFrame({"measured (digits, linear)": blocks.round(3),
+                      "paper (CIFAR-10, non-linear), %": pd.Series(PAPER)}))
+
+# %% [markdown]
+# **What to look for.** The accuracy rises from block 1 and falls again at the last block: the deepest layer has
+# become a rotation detector. `digits` is tiny (8x8 images; the pooled blocks have 32 to 256 channels), so the
+# differences are smaller than on CIFAR-10, and the early blocks are already strong on such simple images.
+#
+# **Questions to try.**
+# 1. Train longer (`epochs=100`): does the last block fall further behind as it specialises?
+# 2. Read the probes from block 2 during training (`feature_block=2`): the kNN accuracy the run logs then follows it.
+# 3. Two rotations (0 and 180) make an easier task and eight (every 45 degrees) an ambiguous one; the paper finds
+#    four best. What would you expect on digits, where 6 and 9 are rotations of each other?
+#
+# ## 3. The check
+#
+# The best block is a middle one (2 or 3), and the last block is below it.
+
+# %%
+best = int(blocks.idxmax())
+numbers = {f"block {b}": blocks[b] for b in blocks.index}
+numbers.update({"best block": best, "best - last": blocks.max() - blocks[blocks.index.max()]})
+check_finding("05_pretext_tasks", "a middle block of RotNet transfers best, the last block is worse", numbers,
+              holds=best in (2, 3) and blocks[blocks.index.max()] < blocks.max(), smoke=SMOKE)
+if SMOKE:
+    shutil.rmtree(RUNS_DIR, ignore_errors=True)
