@@ -111,8 +111,10 @@ display(pd.DataFrame({"measured (digits, linear)": blocks.round(3),
 
 # %% [markdown]
 # **What to look for.** The accuracy rises from block 1 and falls again at the last block: the deepest layer has
-# become a rotation detector. `digits` is tiny (8x8 images; the pooled blocks have 32 to 256 channels), so the
-# differences are smaller than on CIFAR-10, and the early blocks are already strong on such simple images.
+# become a rotation detector. `digits` is tiny (8x8 images), so the differences are much smaller than on CIFAR-10
+# (in the full run that measured this notebook: 0.922, 0.969, 0.983, 0.964; the last block 0.02 below the best,
+# against 27 points in the paper), and the early blocks are already strong on such simple images. The kNN curves
+# above also put block 3 first, but read block 1 far lower than the linear probe does.
 #
 # **Questions to try.**
 # 1. Train longer (`epochs=100`): does the last block fall further behind as it specialises?
