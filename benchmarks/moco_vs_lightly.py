@@ -27,7 +27,7 @@ import time
 
 import _common  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 from _common import goal, machine_line, markdown_table, median, setup_threads
-from simclr_vs_lightly import BATCH, EXPERT, Interleave, PILImages, knn, precision_name, subset_bundle
+from simclr_vs_lightly import BATCH, EXPERT, Interleave, PILImages, knn, precision_name, subset_bundle, threads
 
 import torch
 from torch import nn
@@ -49,6 +49,7 @@ class LightlyMoCo:
         if expert:
             backbone, projector = (m.to(memory_format=torch.channels_last) for m in (backbone, projector))
         self.backbone, self.projector, self.expert = backbone, projector, expert
+        self.threads = torch.get_num_threads()  # the benchmark's --threads; the expert row: the workbench's
         self.backbone_m, self.projector_m = copy.deepcopy(backbone), copy.deepcopy(projector)
         deactivate_requires_grad(self.backbone_m)
         deactivate_requires_grad(self.projector_m)
@@ -69,6 +70,10 @@ class LightlyMoCo:
 
         for m in (self.backbone, self.projector, self.backbone_m, self.projector_m):
             m.train()
+        with threads(self.threads):
+            return self._epoch(update_momentum)
+
+    def _epoch(self, update_momentum) -> float:
         t0 = time.perf_counter()
         for (x_q, x_k), _ in self.loader:
             update_momentum(self.backbone, self.backbone_m, m=M)
@@ -131,6 +136,7 @@ def main(argv=None) -> str:
             w = max(workers)
             runs[EXPERT.format(w)] = LightlyMoCo(copy.deepcopy(init_backbone), lightly_head(init_projector), bundle,
                                                  w, total, warmup, expert=True)
+            runs[EXPERT.format(w)].threads = trainer.threads or args.threads
         interleave.others = runs
         interleave.times.update({k: [] for k in runs})
         print(f"training {args.epochs} epochs x {steps_per_epoch} steps on {len(bundle.train)} images, interleaved: "
@@ -156,7 +162,8 @@ def main(argv=None) -> str:
     text = (f"### MoCo on Fashion-MNIST 28x28, CPU: workbench engine vs lightly ({len(bundle.train)} train images, "
             f"{args.epochs} epochs, batch {BATCH}, K={K}, m={M}, one direction per step)\n\n{table}\n\n"
             f"Workbench precision: {precision_name(trainer.autocast_dtype)}, channels-last weights: "
-            f"{trainer.cfg.channels_last}, split-BN {trainer.cfg.split_bn}. "
+            f"{trainer.cfg.channels_last}, split-BN {trainer.cfg.split_bn}, intra-op threads "
+            f"{trainer.threads or args.threads} (lightly: {args.threads}; its expert row: the workbench's). "
             + (f"Workbench MoCo vs the faster lightly variant ({best}): {ratio:.2f}x (goal >= 1.5x: "
                f"{goal(ratio >= 1.5)}). " if best else "")
             + (f"Vs lightly with the workbench's precision and memory format: {speedup[expert]:.2f}x. "

@@ -34,6 +34,7 @@ normalised with the dataset's mean/std.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import tempfile
 import time
@@ -47,7 +48,18 @@ from torch import nn
 from workbench.engine.callbacks import Callback
 
 BATCH = 256
-EXPERT = "lightly, num_workers={}, bf16 autocast + channels-last"
+EXPERT = "lightly, num_workers={}, bf16 autocast + channels-last + the workbench's threads"
+
+
+@contextlib.contextmanager
+def threads(n: int):
+    """Intra-op threads ``n`` inside the block (a contender's own setting while it trains its epoch)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def precision_name(dtype) -> str:
@@ -97,6 +109,7 @@ class LightlyRun:
         from workbench.engine.optim import build_scheduler
 
         self.workers, self.expert = workers, expert
+        self.threads = torch.get_num_threads()  # the benchmark's --threads; the expert row: the workbench's
         if expert:  # what an expert sets by hand: the workbench's precision and memory format
             backbone, projector = (m.to(memory_format=torch.channels_last) for m in (backbone, projector))
         self.backbone, self.projector = backbone, projector
@@ -116,6 +129,10 @@ class LightlyRun:
     def epoch(self) -> float:
         self.backbone.train()
         self.projector.train()
+        with threads(self.threads):
+            return self._epoch()
+
+    def _epoch(self) -> float:
         t0 = time.perf_counter()
         for (x0, x1), _ in self.loader:
             n = len(x0)
@@ -172,7 +189,7 @@ class Interleave(Callback):
 
 # ------------------------------------------------------------------------------------------------ breakdown
 def step_breakdown(views, dataset, backbone: nn.Module, projector: nn.Module, images: torch.Tensor,
-                   reps: int) -> dict[str, float]:
+                   reps: int, bf16_threads: int) -> dict[str, float]:
     """Median seconds per batch of the pieces of one step, interleaved: the workbench's batched views, lightly's
     per-image transform + collate, and the shared model step (forward, NT-Xent, backward, AdamW) on 2 x 256
     views. Runs on throwaway copies of the model; explains how far a faster pipeline can move the total."""
@@ -189,14 +206,15 @@ def step_breakdown(views, dataset, backbone: nn.Module, projector: nn.Module, im
 
         def model_step():
             x = torch.cat(views(images, n=2, g=g))
-            t0 = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                z = p(b(x))
-            loss = nt_xent(z[:BATCH], z[BATCH:], TAU)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            return time.perf_counter() - t0
+            with threads(bf16_threads if bf16 else torch.get_num_threads()):
+                t0 = time.perf_counter()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    z = p(b(x))
+                loss = nt_xent(z[:BATCH], z[BATCH:], TAU)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                return time.perf_counter() - t0
         return model_step
 
     pieces = {
@@ -204,7 +222,7 @@ def step_breakdown(views, dataset, backbone: nn.Module, projector: nn.Module, im
         "lightly transform + collate (per image)": lambda: timed(
             lambda: collate([dataset[i] for i in range(BATCH)]))[0],
         "model step (fwd + loss + bwd + AdamW)": model_step_fn(False),
-        "model step, bf16 autocast + channels-last": model_step_fn(True),
+        f"model step, bf16 autocast + channels-last, {bf16_threads} thread(s)": model_step_fn(True),
     }
     times: dict[str, list[float]] = {k: [] for k in pieces}
     for rep in range(reps + 1):  # repetition 0 warms up
@@ -269,11 +287,12 @@ def main(argv=None) -> str:
             w = max(workers)
             lightly_runs[EXPERT.format(w)] = LightlyRun(copy.deepcopy(init_backbone), copy.deepcopy(init_projector),
                                                         bundle, w, total, warmup, expert=True)
+            lightly_runs[EXPERT.format(w)].threads = trainer.threads or args.threads
         breakdown = {}
         if args.breakdown_reps and lightly_runs:
             breakdown = step_breakdown(trainer.method.views, next(iter(lightly_runs.values())).loader.dataset,
                                        init_backbone, init_projector, bundle.train.images[:BATCH],
-                                       args.breakdown_reps)
+                                       args.breakdown_reps, trainer.threads or args.threads)
         interleave.others = lightly_runs
         interleave.times.update({k: [] for k in lightly_runs})
         print(f"training {args.epochs} epochs x {steps_per_epoch} steps on {len(bundle.train)} images, "
@@ -315,7 +334,8 @@ def main(argv=None) -> str:
             f"{table}\n\nimages/s: median over epochs; speed-up: median over epochs of (that epoch's time / the "
             f"workbench's epoch time just before it). "
             + f"Workbench precision: {precision_name(precision)}, channels-last weights: "
-              f"{trainer.cfg.channels_last}. "
+              f"{trainer.cfg.channels_last}, intra-op threads {trainer.threads or args.threads} (lightly: "
+              f"{args.threads}; its expert row: the workbench's). "
             + (f"Workbench vs the faster lightly variant ({best_lightly}): {ratio:.2f}x (goal >= 2.0x at kNN within "
                f"1 point: {goal(ratio >= 2.0 and accs['workbench'] >= accs[best_lightly] - 0.01)}). "
                if best_lightly else "")

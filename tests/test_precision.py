@@ -128,3 +128,31 @@ def test_compile_falls_back_to_eager_when_the_compiler_fails_or_is_missing(tmp_p
     with RunReader(res.run_dir) as r:
         assert any("--compile: no C++ compiler (test); training runs eager" in m for m in r.events()["message"])
 
+
+
+def test_cpu_threads_leave_a_core_free_for_bf16_and_are_restored_after_the_run(tmp_path):
+    import os
+
+    import workbench
+    from workbench.engine.device import cpu_threads
+    from workbench.runs.store import RunReader
+
+    assert cpu_threads(0, CPU, torch.bfloat16) == max(1, os.cpu_count() - 1)
+    assert cpu_threads(0, CPU, None) is None  # fp32: torch's own setting
+    assert cpu_threads(3, CPU, None) == 3 and cpu_threads(3, CPU, torch.bfloat16) == 3  # the user's choice
+    assert cpu_threads(0, torch.device("cuda"), torch.bfloat16) is None
+    before = torch.get_num_threads()
+    seen = []
+
+    class Seen(workbench.engine.Callback):
+        def on_step_end(self, trainer, out):
+            seen.append(torch.get_num_threads())
+
+    from workbench.engine.trainer import Trainer
+
+    res = Trainer(workbench.TrainConfig(method="simclr", dataset="digits", epochs=1, batch_size=512, threads=1,
+                                        runs_dir=str(tmp_path), progress=False, probe_size=100),
+                  callbacks=[Seen()]).fit()
+    assert set(seen) == {1} and torch.get_num_threads() == before
+    with RunReader(res.run_dir) as r:
+        assert r.meta["threads"] == 1 and r.meta["precision"] in ("bfloat16", "float32")

@@ -20,7 +20,7 @@ from workbench.methods import METHODS
 
 # what ``--resume`` may change: where and how long the run goes on, never what it computes
 RESUMABLE = frozenset({"epochs", "device", "progress", "resume", "runs_dir", "run_name", "precision",
-                       "channels_last", "compile", "data_root"})
+                       "channels_last", "compile", "threads", "data_root"})
 
 
 def option_sets(method: str) -> tuple[type[Options], type[Options], type[Options]]:

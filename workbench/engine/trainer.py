@@ -20,8 +20,8 @@ from workbench.engine import distributed
 from workbench.engine.build import Parts, build
 from workbench.engine.callbacks import Callback
 from workbench.engine.config import RESUMABLE, TrainConfig
-from workbench.engine.device import (autocast, compile_forward, compiler_missing, needs_grad_scaler,
-                                     resolve_device, resolve_precision)
+from workbench.engine.device import (autocast, compile_forward, compiler_missing, cpu_threads,
+                                     needs_grad_scaler, resolve_device, resolve_precision)
 from workbench.nn.globalbn import convert_global_batchnorm
 from workbench.runs.store import (CHECKPOINT, DB_NAME, LOCK_FILE, STOP_FILE, RunBusy, RunLock, RunReader,
                                   RunStoreError, RunWriter, atomic_write, claim_run_dir)
@@ -142,6 +142,7 @@ class Trainer:
         self.batch_size, self.steps_per_epoch = parts.batch_size, parts.steps_per_epoch
         self.autocast_dtype = resolve_precision(config.precision, self.device, config.task.bf16_on_cpu)
         self.scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.autocast_dtype))
+        self.threads = cpu_threads(config.threads, self.device, self.autocast_dtype)  # set during fit()
         self.order_gen = torch.Generator().manual_seed(config.seed)
         self.aug_gen = torch.Generator(device=self.device).manual_seed(config.seed + 1 + 1000 * self.dist.rank)
         self.callbacks = list(parts.callbacks) + list(callbacks or [])
@@ -281,7 +282,9 @@ class Trainer:
                     self.run_lock.release()
                 raise
         meta = {"method": cfg.method, "task": cfg.task.name, "dataset": cfg.dataset, "config": cfg.to_dict(),
-                "device": str(self.device), **self.parts.model_info, "steps_per_epoch": self.steps_per_epoch,
+                "device": str(self.device), "precision": str(self.autocast_dtype or torch.float32).split(".")[-1],
+                "threads": self.threads or torch.get_num_threads(), **self.parts.model_info,
+                "steps_per_epoch": self.steps_per_epoch,
                 "total_steps": self.steps_per_epoch * cfg.epochs, "epoch": self.epochs_done,
                 "classes": self.bundle.classes, "dataset_source": self.bundle.source}
         if self.dist.enabled:
@@ -299,6 +302,9 @@ class Trainer:
                                          f"(epoch {self.epochs_done}){lost}")
         status, error = "failed", ""
         self._first_step = self.step
+        threads_before = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
         try:
             self._call("on_fit_start")
             self.flush()
@@ -326,6 +332,7 @@ class Trainer:
             error = f"{type(e).__name__}: {e}"
             raise
         finally:
+            torch.set_num_threads(threads_before)
             try:
                 self._write_unwritten(check=False)  # the steps of a stopped or failed run are kept
             except Exception:  # noqa: BLE001 - the run's status below matters more than its last rows
