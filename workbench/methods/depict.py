@@ -13,7 +13,9 @@ training set, once per epoch, and held fixed for that epoch::
 ``e_l`` is the clean output of encoder block l and ``d_l`` the decoder's reconstruction of it (layer-wise
 reconstruction). Procedure: (1) ``pretrain`` steps of reconstruction only; (2) a clustering of the clean embeddings
 of the training set (``--init-clustering``: AC-PIC, the official code's for the small sets USPS and MNIST-test, up
-to 20,000 images; k-means with 40 restarts, its choice for MNIST-full, above), the head initialised to the
+to 20,000 images; k-means with 40 restarts, its choice for MNIST-full and its other sets, above, and also in place
+of an AC-PIC result that left a cluster below 10% of the balanced size n / K: a few outliers that nothing links to,
+as on Fashion-MNIST, where AC-PIC gives five clusters of 2-3 images), the head initialised to the
 unit-norm centroids (bias 0) and trained with cross-entropy on those labels plus reconstruction on 90% of the
 training images, early-stopped as officially: after each epoch the NMI between the head's clean predictions on the
 held-out 10% and the initial labels (no class labels), stop once it has not improved for more than
@@ -31,8 +33,10 @@ last decoder layer is linear (officially tanh, on images scaled to [-1, 1]; here
 normalised) and 8 px digits go 8 -> 3 -> 2 px through the MNIST layout; either way each block's clean output is a
 target without gradient (officially the gradient flows through it too); AC-PIC's incremental path integral is
 computed to its leading order in z (exact up to O(z^3) at the official z = 0.01; officially by dense matrix
-inversions); the init stage's held-out split is random (officially stratified by class), its epochs fill the
-engine's fixed steps per epoch by continuing into a second permutation of the 90%, it lasts at most
+inversions), and under ``--init-clustering auto`` a degenerate AC-PIC result (above) is replaced by k-means
+(officially USPS and MNIST-test always keep AC-PIC's result; ``--init-clustering acpic`` keeps it too); the init
+stage's held-out split is random (officially stratified by class), its epochs fill the engine's fixed steps per
+epoch by continuing into a second permutation of the 90%, it lasts at most
 ``--init-epochs`` (20; officially 1000) and its best weights are held in memory, not in checkpoints (a resume
 during the init stage ends it with the weights it has); pre-training runs a fixed ``--pretrain-epochs`` (officially
 until the validation reconstruction stops improving; default 20 of a 60-epoch run); each epoch's target comes from
@@ -61,6 +65,7 @@ CONVERGED_MSE = 1e-7
 INIT_HOLDOUT = 0.1  # the init stage's validation share (train_RLC: test_size=0.10)
 OFFICIAL_MIN_SIZE = 16  # "auto": the official encoder from USPS's 16 px up; on 8 px digits it keeps 2x2 maps
 ACPIC_MAX = 20000  # "auto": AC-PIC up to this many training images (USPS, MNIST-test), k-means above (MNIST-full)
+ACPIC_MIN_SHARE = 0.1  # "auto": AC-PIC's clusters must hold at least this share of the balanced size n / K
 
 
 def knn_transition_graph(x: np.ndarray, k: int = 20, a: float = 1.0):
@@ -155,8 +160,11 @@ class DEPICTOptions(MethodOptions):
     target: str = option("dec", "target form: 'dec' p^2/f (the official code) or 'paper' p/sqrt(f)",
                          choices=("dec", "paper"))
     init_clustering: str = option("auto", "the clustering that initialises the head: 'acpic' (the official code's "
-                                  "for USPS and MNIST-test), 'kmeans' (its choice for MNIST-full) or 'auto' (AC-PIC up "
-                                  f"to {ACPIC_MAX} training images, else k-means)", choices=("auto", "acpic", "kmeans"))
+                                  "for USPS and MNIST-test), 'kmeans' (its choice for MNIST-full and the other sets) "
+                                  f"or 'auto' (AC-PIC up to {ACPIC_MAX} training images, else k-means; k-means also "
+                                  "when AC-PIC leaves a cluster below "
+                                  f"{ACPIC_MIN_SHARE:.0%} of the balanced size n / K, i.e. outliers)",
+                                  choices=("auto", "acpic", "kmeans"))
 
 
 class DEPICT(Method):
@@ -185,6 +193,7 @@ class DEPICT(Method):
         self.rec_weight, self.hidden_weight = rec_weight, hidden_weight
         self.images = images  # the training set (uint8, on the CPU): k-means and the whole-set targets
         self.pretrain_steps, self.init_epochs, self.kmeans_restarts = pretrain_steps, init_epochs, kmeans_restarts
+        self.init_clustering_auto = init_clustering == "auto"  # AC-PIC falls back to k-means if it degenerates
         self.init_clustering = init_clustering if init_clustering != "auto" else (
             "acpic" if len(images) <= ACPIC_MAX else "kmeans")
         with torch.no_grad():
@@ -242,13 +251,25 @@ class DEPICT(Method):
         return z, torch.softmax(self.head(z.to(self.head.weight.dtype)).float(), dim=1)
 
     @torch.no_grad()
-    def init_head_by_clustering(self) -> None:
+    def init_head_by_clustering(self) -> str:
         """AC-PIC or k-means on the clean embeddings; head = unit-norm centroids, bias 0 (``Clustering``,
-        ``build_eml``)."""
+        ``build_eml``). Under ``--init-clustering auto``, an AC-PIC result with a cluster smaller than
+        ``ACPIC_MIN_SHARE`` of the balanced size n / K (a handful of outliers that nothing else links to, which
+        DEPICT's balanced target cannot grow into a cluster) is replaced by k-means, the official code's choice for
+        every set but USPS and MNIST-test. Returns what initialised the head, for the run's events."""
         z = self.whole_set()[0].cpu()
+        used = "AC-PIC" if self.init_clustering == "acpic" else "k-means"
+        labels = None
         if self.init_clustering == "acpic":
             labels = acpic(z.double().numpy(), self.n_clusters)
-        else:
+            sizes = np.bincount(labels, minlength=self.n_clusters)
+            floor = ACPIC_MIN_SHARE * len(z) / self.n_clusters
+            if self.init_clustering_auto and sizes.min() < floor:
+                used = (f"k-means (AC-PIC left clusters of {sorted(sizes.tolist())[:3]}... images, below "
+                        f"{ACPIC_MIN_SHARE:.0%} of the balanced {len(z) / self.n_clusters:.0f}: outliers, "
+                        "not clusters)")
+                labels = None
+        if labels is None:
             from sklearn.cluster import KMeans
 
             labels = KMeans(self.n_clusters, n_init=self.kmeans_restarts, random_state=0).fit_predict(z.numpy())
@@ -258,6 +279,7 @@ class DEPICT(Method):
         self.head.weight.copy_(F.normalize(centers, dim=1).to(self.head.weight))
         self.head.bias.zero_()
         self.labels.copy_(labels)
+        return used
 
     def network_state(self) -> dict:
         return {k: v.detach().clone() for k, v in self.state_dict().items()
@@ -304,10 +326,9 @@ class DEPICT(Method):
         n = len(self.images)
         self.epoch_start, self.epoch_logs, self.epoch_notes = int(self.steps_done), {}, []
         if int(self.stage) == PRETRAIN and int(self.steps_done) >= self.pretrain_steps:
-            self.init_head_by_clustering()
+            name = self.init_head_by_clustering()
             self.stage.fill_(INIT)
             self.init_left.fill_(self.init_epochs)
-            name = "AC-PIC" if self.init_clustering == "acpic" else "k-means"
             stop = (f"at most {self.init_epochs} epoch(s), early-stopped on the NMI to its labels of a held-out "
                     f"{INIT_HOLDOUT:.0%} (patience {self.init_patience})" if self.init_patience >= 0
                     else f"{self.init_epochs} epoch(s)")
