@@ -3,7 +3,7 @@
 Quick settings (about 19 minutes on 2 idle CPU cores, 10 of them the method zoo, 2.5 low-light); ``--full`` uses each script's
 own, longer defaults.
 
-    python benchmarks/run_all.py [--full] [--only augment,simclr,diagnostics,app,zoo,lowlight,probes]
+    python benchmarks/run_all.py [--full] [--only augment,simclr,moco,scaling,gpu,diagnostics,app,zoo,lowlight,probes]
     make bench
 """
 from __future__ import annotations
@@ -21,6 +21,9 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = {
     "augment": ("augment.py", ["--reps", "10"]),
     "simclr": ("simclr_vs_lightly.py", ["--subset", "10000", "--epochs", "3", "--breakdown-reps", "3"]),
+    "moco": ("moco_vs_lightly.py", ["--subset", "10000", "--epochs", "3"]),
+    "scaling": ("scaling.py", ["--reps", "2"]),
+    "gpu": ("gpu.py", []),  # on a machine without CUDA it says so and exits 0
     "diagnostics": ("diagnostics_overhead.py", ["--cycles-digits", "20", "--cycles-fashion", "6"]),
     "app": ("app_refresh.py", ["--reps", "2"]),
     "zoo": ("zoo.py", ["--budget", "60"]),

@@ -25,6 +25,9 @@ class SplitBatchNorm(nn.BatchNorm2d):
         var_split = self.running_var.repeat(s)
         out = F.batch_norm(x.reshape(-1, c * s, h, w), mean_split, var_split, self.weight.repeat(s),
                            self.bias.repeat(s), True, self.momentum, self.eps).view(n, c, h, w)
+        if x.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous(
+                memory_format=torch.channels_last):  # the reshape made it NCHW: give the next layer what it had
+            out = out.contiguous(memory_format=torch.channels_last)
         self.running_mean.copy_(mean_split.view(s, c).mean(0))
         self.running_var.copy_(var_split.view(s, c).mean(0))
         return out
