@@ -186,14 +186,17 @@ class Trainer:
         if self.pending["scalars"] or self.pending["histograms"]:
             self.unwritten.append((self.step, self.pending["scalars"], self.pending["histograms"]))
         self.pending = {"scalars": {}, "histograms": {}}
-        if force or len(self.unwritten) >= self.write_every:
-            self._write_unwritten()
+        if force:  # a callback's (rank 0 only): no collective
+            self._write_unwritten(collective=False)
+        elif len(self.unwritten) >= self.write_every:  # the loop's: every process at the same step
+            self._write_unwritten(collective=True)
 
-    def _write_unwritten(self, check: bool = True) -> None:
+    def _write_unwritten(self, check: bool = True, collective: bool = False) -> None:
         """Write the queued steps, one transaction each. Their tensor scalars (the loss, the methods' logs) reach
         the host together, in one copy: on a GPU the steps in between run without waiting for the device. With
         ``check``, a non-finite loss among them ends the run (:class:`NonFiniteLoss`) after the steps before it
-        are written; every process decides together (DDP)."""
+        are written; with ``collective`` every process decides together (DDP: only where every process calls
+        this at the same step, i.e. the loop, never a callback of rank 0)."""
         entries, self.unwritten = self.unwritten, []
         cells = [(s, k) for _, s, _ in entries for k, v in s.items() if isinstance(v, torch.Tensor)]
         if cells:
@@ -201,7 +204,8 @@ class Trainer:
             for (s, k), v in zip(cells, values):
                 s[k] = v
         bad = next((i for i, (_, s, _) in enumerate(entries) if not math.isfinite(s.get("loss", 0.0))), None)
-        if check and distributed.any_true(bad is not None, self.device):
+        seen = distributed.any_true(bad is not None, self.device) if collective else bad is not None
+        if check and seen:
             bad = len(entries) if bad is None else bad  # another process saw it: keep what this one logged
         else:
             bad = None
@@ -314,6 +318,7 @@ class Trainer:
                             unit="step", dynamic_ncols=True, desc=f"{cfg.method} on {cfg.dataset}")
             for self.epoch in range(self.epochs_done, cfg.epochs):
                 self._train_epoch()
+                self._write_unwritten(collective=True)  # every step of the epoch checked, on every process
                 self.epochs_done = self.epoch + 1
                 self._call("on_epoch_end")
                 self.pending["scalars"]["epoch"] = self.epochs_done
