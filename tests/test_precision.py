@@ -60,6 +60,8 @@ def test_resolve_precision_per_device():
     assert resolve_precision("bf16", CPU) is torch.bfloat16
     assert resolve_precision("auto", CPU) is (torch.bfloat16 if cpu_has_native_bf16() else None)
     assert resolve_precision("auto", CPU, bf16_on_cpu=False) is None  # the low-light task
+    assert resolve_precision("auto", CPU, image_size=8) is None  # 8 px digits: bf16 gains nothing there
+    assert resolve_precision("bf16", CPU, image_size=8) is torch.bfloat16  # asked for by name
     assert resolve_precision("auto", torch.device("mps")) is None
     with pytest.raises(ConfigError, match="fp16.*CUDA"):
         resolve_precision("fp16", CPU)

@@ -173,7 +173,7 @@ class CommonOptions(Options):
     warmup_epochs: float = option(1.0, "linear learning-rate warm-up before the cosine decay", ge=0, le=10_000)
     precision: str = option("auto", "arithmetic of the model's forward and backward passes: auto (bf16 autocast on "
                             "a GPU with bf16, fp16 on older GPUs, bf16 on a CPU with native bf16 (AVX512-BF16 or "
-                            "AMX) for representation learning, fp32 otherwise), fp32, bf16, or fp16 (CUDA only)",
+                            "AMX) for representation learning on images from 16 px, fp32 otherwise), fp32, bf16, or fp16 (CUDA only)",
                             choices=PRECISIONS, note="losses, similarity scores, diagnostics and probes are fp32")
     channels_last: bool = option(True, "keep the convolution weights in channels-last memory format (measured "
                                  "1.3-1.45x on CPU, the usual layout for tensor cores on GPU)")

@@ -140,7 +140,8 @@ class Trainer:
         self.bundle, self.method = parts.bundle, parts.method
         self.optimizer, self.scheduler = parts.optimizer, parts.scheduler
         self.batch_size, self.steps_per_epoch = parts.batch_size, parts.steps_per_epoch
-        self.autocast_dtype = resolve_precision(config.precision, self.device, config.task.bf16_on_cpu)
+        self.autocast_dtype = resolve_precision(config.precision, self.device, config.task.bf16_on_cpu,
+                                                parts.bundle.image_size)
         self.scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.autocast_dtype))
         self.threads = cpu_threads(config.threads, self.device, self.autocast_dtype)  # set during fit()
         self.order_gen = torch.Generator().manual_seed(config.seed)
