@@ -319,7 +319,8 @@ class Trainer:
                             unit="step", dynamic_ncols=True, desc=f"{cfg.method} on {cfg.dataset}")
             for self.epoch in range(self.epochs_done, cfg.epochs):
                 self._train_epoch()
-                self._write_unwritten(collective=True)  # every step of the epoch checked, on every process
+                if self.unwritten:  # queued steps (a GPU): every one checked, on every process (same count on each)
+                    self._write_unwritten(collective=True)
                 self.epochs_done = self.epoch + 1
                 self._call("on_epoch_end")
                 self.pending["scalars"]["epoch"] = self.epochs_done
