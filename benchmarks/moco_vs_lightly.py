@@ -26,8 +26,9 @@ import tempfile
 import time
 
 import _common  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
-from _common import goal, machine_line, markdown_table, median, setup_threads
-from simclr_vs_lightly import BATCH, EXPERT, Interleave, PILImages, knn, precision_name, subset_bundle, threads
+from _common import goal, machine_line, setup_threads
+from simclr_vs_lightly import (BATCH, EXPERT, Interleave, PILImages, compare, knn, precision_name, subset_bundle,
+                               threads)
 
 import torch
 from torch import nn
@@ -149,15 +150,7 @@ def main(argv=None) -> str:
             accs[name], losses[name] = knn(run.backbone, bundle), run.losses[-1]
 
     times = interleave.times
-    rates = {k: steps_per_epoch * BATCH / median(v) for k, v in times.items()}
-    speedup = {k: median(t_l / t_w for t_l, t_w in zip(v, times["workbench"])) for k, v in times.items()}
-    plain = [k for k in times if k != "workbench" and "bf16" not in k]
-    best = min(plain, key=speedup.get, default=None)
-    expert = next((k for k in times if "bf16" in k), None)
-    rows = [[k, f"{rates[k]:,.0f}", f"{speedup[k]:.2f}x", f"{losses[k]:.3f}", f"{accs[k]:.2%}",
-             " ".join(f"{t:.1f}" for t in times[k])] for k in times]
-    table = markdown_table(["training pipeline", "images/s", "workbench speed-up", "last loss", "kNN acc",
-                            "epoch times (s)"], rows)
+    table, speedup, best, expert = compare(times, steps_per_epoch * BATCH, losses, accs)
     ratio = speedup[best] if best else float("nan")
     text = (f"### MoCo on Fashion-MNIST 28x28, CPU: workbench engine vs lightly ({len(bundle.train)} train images, "
             f"{args.epochs} epochs, batch {BATCH}, K={K}, m={M}, one direction per step)\n\n{table}\n\n"

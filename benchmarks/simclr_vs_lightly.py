@@ -254,6 +254,23 @@ def knn(backbone: nn.Module, bundle) -> float:
     return knn_accuracy(test, bundle.test.labels, mem, bundle.train.labels, k=KNN_K, t=KNN_T)
 
 
+# ------------------------------------------------------------------------------------------------ results
+def compare(times: dict[str, list[float]], images_per_epoch: int, losses: dict, accs: dict):
+    """The results table of interleaved epochs (``times[name]``, "workbench" first), the workbench's paired
+    speed-up over each contender (median over epochs of that epoch's time / the workbench epoch just before it),
+    the faster lightly variant as documented (fp32) and the expert row (name holds "bf16"), or ``None``."""
+    rates = {k: images_per_epoch / median(v) for k, v in times.items()}
+    speedup = {k: median(t_l / t_w for t_l, t_w in zip(v, times["workbench"])) for k, v in times.items()}
+    plain = [k for k in times if k != "workbench" and "bf16" not in k]  # lightly as its documentation shows
+    best = min(plain, key=speedup.get, default=None)
+    expert = next((k for k in times if "bf16" in k), None)
+    rows = [[k, f"{rates[k]:,.0f}", f"{speedup[k]:.2f}x", f"{losses[k]:.3f}", f"{accs[k]:.2%}",
+             " ".join(f"{t:.1f}" for t in times[k])] for k in times]
+    table = markdown_table(["training pipeline", "images/s", "workbench speed-up", "last loss", "kNN acc",
+                            "epoch times (s)"], rows)
+    return table, speedup, best, expert
+
+
 # ------------------------------------------------------------------------------------------------ main
 def main(argv=None) -> str:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -307,17 +324,7 @@ def main(argv=None) -> str:
             losses[name] = run.losses[-1]
 
     times = interleave.times
-    images_per_epoch = steps_per_epoch * BATCH
-    rates = {k: images_per_epoch / median(v) for k, v in times.items()}
-    # paired: the workbench epoch and the lightly epoch that ran right after it, ratio per epoch, then the median
-    speedup = {k: median(t_l / t_w for t_l, t_w in zip(v, times["workbench"])) for k, v in times.items()}
-    plain = [k for k in times if k != "workbench" and "bf16" not in k]  # lightly as its documentation shows
-    best_lightly = min(plain, key=speedup.get, default=None)
-    expert = next((k for k in times if "bf16" in k), None)
-    rows = [[k, f"{rates[k]:,.0f}", f"{speedup[k]:.2f}x", f"{losses[k]:.3f}", f"{accs[k]:.2%}",
-             " ".join(f"{t:.1f}" for t in times[k])] for k in times]
-    table = markdown_table(["training pipeline", "images/s", "workbench speed-up", "last loss", "kNN acc",
-                            "epoch times (s)"], rows)
+    table, speedup, best_lightly, expert = compare(times, steps_per_epoch * BATCH, losses, accs)
     ratio = speedup[best_lightly] if best_lightly else float("nan")
     if breakdown:
         model = breakdown["model step (fwd + loss + bwd + AdamW)"]
