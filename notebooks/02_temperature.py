@@ -68,8 +68,7 @@ from workbench.diagnostics.geometry import uniformity_reference
 from workbench.engine.evaluate import load_representation
 from workbench.engine.features import extract_features
 from workbench.runs import RunReader
-from workbench.ui.charts import NEG_COLOR, PALETTE, POS_COLOR
-from workbench.ui.notebook import follow
+from workbench.ui.notebook import comparison_figure, draw_curves, draw_histograms, follow, step_status
 from workbench.ui.tutorial_charts import (check_finding, gradient_share_figure, gradient_shares, share_summary,
                                           sweep_lines)
 
@@ -93,18 +92,8 @@ print(f"workbench {workbench.__version__}; smoke={SMOKE}; taus={TAUS}; {EPOCHS} 
 # tolerant) to the top right.
 
 # %%
-fig = go.FigureWidget(make_subplots(rows=1, cols=3, horizontal_spacing=0.08, subplot_titles=(
-    "pos/neg cosine similarity (current run)", "uniformity of each batch", "tolerance vs uniformity (held out)")))
-fig.add_bar(x=[], y=[], name="positive", marker_color=POS_COLOR, opacity=0.6, row=1, col=1)
-fig.add_bar(x=[], y=[], name="negative", marker_color=NEG_COLOR, opacity=0.6, row=1, col=1)
-for i, tau in enumerate(TAUS):
-    fig.add_scatter(x=[], y=[], mode="lines", name=f"tau={tau}", legendgroup=str(tau),
-                    line_color=PALETTE[i], row=1, col=2)
-    fig.add_scatter(x=[], y=[], mode="lines+markers", showlegend=False, legendgroup=str(tau),
-                    line_color=PALETTE[i], row=1, col=3)
-fig.update_layout(height=380, barmode="overlay", bargap=0, margin=dict(l=40, r=10, t=40, b=40),
-                  legend=dict(orientation="h", y=-0.2))
-fig.update_xaxes(range=[-1, 1], title_text="cosine similarity", row=1, col=1)
+fig = comparison_figure(("pos/neg cosine similarity (current run)", "uniformity of each batch",
+                         "tolerance vs uniformity (held out)"), [f"tau={tau}" for tau in TAUS])
 fig.update_xaxes(title_text="step", row=1, col=2).update_yaxes(title_text="uniform (lower = more uniform)", row=1, col=2)
 fig.update_xaxes(title_text="probe_uniform", row=1, col=3).update_yaxes(title_text="tolerance", row=1, col=3)
 status = widgets.HTML()
@@ -113,19 +102,11 @@ display(status, fig)
 
 def refresh(reader, i, tau):
     df = reader.scalars(["uniform", "probe_uniform", "tolerance"])
-    pos, neg = reader.histograms("pos"), reader.histograms("neg")
     with fig.batch_update():
-        for trace, series in ((0, pos), (1, neg)):
-            if len(series.steps):
-                fig.data[trace].x, fig.data[trace].y = series.centers, series.density()[-1]
-                fig.data[trace].width = float(np.diff(series.edges)[0])
-        if "uniform" in df:
-            s = df["uniform"].dropna()
-            fig.data[2 + 2 * i].x, fig.data[2 + 2 * i].y = s.index.to_numpy(), s.to_numpy()
-        if "tolerance" in df:
-            ev = df[["probe_uniform", "tolerance"]].dropna()
-            fig.data[3 + 2 * i].x, fig.data[3 + 2 * i].y = ev["probe_uniform"].to_numpy(), ev["tolerance"].to_numpy()
-    status.value = f"<b>tau = {tau}</b> &nbsp; step {reader.status().step}/{reader.meta.get('total_steps', '?')}"
+        draw_histograms(fig, reader)
+        draw_curves(fig, df, {2 + 2 * i: "uniform"})
+        draw_curves(fig, df, {3 + 2 * i: "tolerance"}, x="probe_uniform")
+    status.value = step_status(reader, f"tau = {tau}")
 
 
 runs, t0 = {}, time.time()

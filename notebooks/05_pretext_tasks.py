@@ -51,7 +51,7 @@ from IPython.display import display
 import workbench
 from workbench.runs import RunReader
 from workbench.ui import charts, probe_charts
-from workbench.ui.notebook import watch
+from workbench.ui.notebook import draw_curves, step_status, watch
 from workbench.ui.tutorial_charts import check_finding
 
 SMOKE = os.environ.get("WORKBENCH_SMOKE") == "1" or os.environ.get("CI") == "true"
@@ -82,12 +82,8 @@ KEYS = ["loss"] + [f"knn_acc_block{b}" for b in range(1, 5)]
 def refresh(fig, reader):
     df = reader.scalars(KEYS)
     with fig.batch_update():
-        for trace, key in enumerate(KEYS):
-            if key in df:
-                s = df[key].dropna()
-                fig.data[trace].x, fig.data[trace].y = s.index.to_numpy(), s.to_numpy()
-    st = reader.status()
-    return f"<b>{st.state}</b> &nbsp; step {st.step}/{reader.meta.get('total_steps', '?')}"
+        draw_curves(fig, df, dict(enumerate(KEYS)))
+    return step_status(reader)
 
 
 result = watch(handle, live, refresh)

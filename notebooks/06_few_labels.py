@@ -59,7 +59,7 @@ from workbench.engine.evaluate import evaluate_features, load_representation
 from workbench.engine.features import extract_features
 from workbench.runs import RunReader
 from workbench.ui import charts, probe_charts
-from workbench.ui.notebook import watch
+from workbench.ui.notebook import draw_curves, step_status, watch
 from workbench.ui.tutorial_charts import check_finding, fewshot_methods
 
 SMOKE = os.environ.get("WORKBENCH_SMOKE") == "1" or os.environ.get("CI") == "true"
@@ -86,14 +86,9 @@ live.update_layout(height=300, margin=dict(l=40, r=10, t=40, b=30), showlegend=F
 
 
 def refresh(fig, reader):
-    df = reader.scalars(["loss", "knn_acc"])
     with fig.batch_update():
-        for trace, key in enumerate(("loss", "knn_acc")):
-            if key in df:
-                s = df[key].dropna()
-                fig.data[trace].x, fig.data[trace].y = s.index.to_numpy(), s.to_numpy()
-    st = reader.status()
-    return f"<b>{st.state}</b> &nbsp; step {st.step}/{reader.meta.get('total_steps', '?')}"
+        draw_curves(fig, reader.scalars(["loss", "knn_acc"]), {0: "loss", 1: "knn_acc"})
+    return step_status(reader)
 
 
 result = watch(handle, live, refresh)

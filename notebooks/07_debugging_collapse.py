@@ -51,17 +51,15 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported: idle threads sleep, not spin
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 import ipywidgets as widgets
 from IPython.display import display
 
 import workbench
 from workbench.runs import RunReader
 from workbench.ui import charts, probe_charts
-from workbench.ui.notebook import follow
+from workbench.ui.notebook import comparison_figure, draw_curves, draw_histograms, follow, step_status
 from workbench.ui.tutorial_charts import check_finding
 
 SMOKE = os.environ.get("WORKBENCH_SMOKE") == "1" or os.environ.get("CI") == "true"
@@ -93,18 +91,9 @@ EXPERIMENTS = {
     "negatives back": dict(method="moco"),
 }
 
-fig = go.FigureWidget(make_subplots(rows=1, cols=3, horizontal_spacing=0.08, subplot_titles=(
-    "pos/neg cosine similarity (current run)", "collapse_std / (1/sqrt d)", "RankMe of the backbone features")))
-fig.add_bar(x=[], y=[], name="positive", marker_color=charts.POS_COLOR, opacity=0.6, row=1, col=1)
-fig.add_bar(x=[], y=[], name="negative", marker_color=charts.NEG_COLOR, opacity=0.6, row=1, col=1)
-for i, name in enumerate(EXPERIMENTS):
-    fig.add_scatter(x=[], y=[], mode="lines", name=name, legendgroup=name, line_color=charts.PALETTE[i], row=1, col=2)
-    fig.add_scatter(x=[], y=[], mode="lines+markers", showlegend=False, legendgroup=name,
-                    line_color=charts.PALETTE[i], row=1, col=3)
+fig = comparison_figure(("pos/neg cosine similarity (current run)", "collapse_std / (1/sqrt d)",
+                         "RankMe of the backbone features"), list(EXPERIMENTS))
 fig.add_hline(y=1, line_dash="dash", line_color="grey", row=1, col=2)
-fig.update_layout(height=380, barmode="overlay", bargap=0, margin=dict(l=40, r=10, t=40, b=40),
-                  legend=dict(orientation="h", y=-0.2))
-fig.update_xaxes(range=[-1, 1], title_text="cosine similarity", row=1, col=1)
 fig.update_xaxes(title_text="step", row=1, col=2).update_xaxes(title_text="step", row=1, col=3)
 fig.update_yaxes(type="log", row=1, col=3)
 status = widgets.HTML()
@@ -113,19 +102,12 @@ display(status, fig)
 
 def refresh(reader, i, name):
     df = reader.scalars(["collapse_std", "collapse_ref", "rankme"])
-    pos, neg = reader.histograms("pos"), reader.histograms("neg")
+    if "collapse_std" in df:
+        df["std / ref"] = df["collapse_std"] / df["collapse_ref"]
     with fig.batch_update():
-        for trace, series in ((0, pos), (1, neg)):
-            if len(series.steps):
-                fig.data[trace].x, fig.data[trace].y = series.centers, series.density()[-1]
-                fig.data[trace].width = float(np.diff(series.edges)[0])
-        if "collapse_std" in df:
-            s = (df["collapse_std"] / df["collapse_ref"]).dropna()
-            fig.data[2 + 2 * i].x, fig.data[2 + 2 * i].y = s.index.to_numpy(), s.to_numpy()
-        if "rankme" in df:
-            s = df["rankme"].dropna()
-            fig.data[3 + 2 * i].x, fig.data[3 + 2 * i].y = s.index.to_numpy(), s.to_numpy()
-    status.value = f"<b>{name}</b> &nbsp; step {reader.status().step}/{reader.meta.get('total_steps', '?')}"
+        draw_histograms(fig, reader)
+        draw_curves(fig, df, {2 + 2 * i: "std / ref", 3 + 2 * i: "rankme"})
+    status.value = step_status(reader, name)
 
 
 runs, t0 = {}, time.time()

@@ -2,6 +2,8 @@
 
     result = watch(handle, plotly_figure, refresh)   # refresh(figure, reader) updates the figure, returns a status
     result = follow(handle, on_reader)               # the polling loop alone
+    fig = comparison_figure(titles, names)           # runs one after the other: histogram + two panels per run
+    draw_histograms(fig, reader); draw_curves(fig, reader.scalars(keys), {trace: key}); step_status(reader)
 """
 from __future__ import annotations
 
@@ -85,3 +87,61 @@ def watch(handle, figure, refresh: Callable[[object, RunReader], str], every: fl
     if not live.is_widget:
         print(label.value.replace("&nbsp;", " ").replace("<b>", "").replace("</b>", ""))
     return result
+
+
+def draw_histograms(fig, reader: RunReader, traces: tuple[int, int] = (0, 1), keys: tuple[str, str] = ("pos", "neg"),
+                    ) -> None:
+    """Draw the newest logged histograms ``keys`` (the positive and negative scores) into the bar ``traces`` of
+    ``fig``, as densities."""
+    import numpy as np
+
+    for trace, key in zip(traces, keys):
+        series = reader.histograms(key)
+        if len(series.steps):
+            fig.data[trace].x, fig.data[trace].y = series.centers, series.density()[-1]
+            fig.data[trace].width = float(np.diff(series.edges)[0])
+
+
+def draw_curves(fig, frame, traces: dict[int, str], x: str | None = None) -> None:
+    """Draw the columns of ``frame`` (a run's scalars, indexed by step) into ``fig``: ``traces`` maps a trace's
+    index to the column it shows, against the step, or against the column ``x`` (rows where either is missing
+    are left out)."""
+    for trace, key in traces.items():
+        if key not in frame or (x is not None and x not in frame):
+            continue
+        if x is None:
+            s = frame[key].dropna()
+            fig.data[trace].x, fig.data[trace].y = s.index.to_numpy(), s.to_numpy()
+        else:
+            both = frame[[x, key]].dropna()
+            fig.data[trace].x, fig.data[trace].y = both[x].to_numpy(), both[key].to_numpy()
+
+
+def step_status(reader: RunReader, label: str | None = None) -> str:
+    """The status line of a live figure: ``label`` (default: the run's state) and the step out of the total."""
+    st = reader.status()
+    return f"<b>{label or st.state}</b> &nbsp; step {st.step}/{reader.meta.get('total_steps', '?')}"
+
+
+def comparison_figure(titles: tuple[str, str, str], names: list[str], height: int = 380):
+    """A live figure comparing several runs trained one after the other: the current run's positive / negative
+    score histogram (traces 0 and 1, column 1), and for the i-th of ``names`` a line in column 2 (trace 2 + 2 i)
+    and a line with markers in column 3 (trace 3 + 2 i), one colour per run. Returns a ``FigureWidget``; set the
+    axes' titles on it."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from workbench.ui.charts import NEG_COLOR, PALETTE, POS_COLOR
+
+    fig = go.FigureWidget(make_subplots(rows=1, cols=3, horizontal_spacing=0.08, subplot_titles=titles))
+    fig.add_bar(x=[], y=[], name="positive", marker_color=POS_COLOR, opacity=0.6, row=1, col=1)
+    fig.add_bar(x=[], y=[], name="negative", marker_color=NEG_COLOR, opacity=0.6, row=1, col=1)
+    for i, name in enumerate(names):
+        colour = PALETTE[i % len(PALETTE)]
+        fig.add_scatter(x=[], y=[], mode="lines", name=name, legendgroup=name, line_color=colour, row=1, col=2)
+        fig.add_scatter(x=[], y=[], mode="lines+markers", showlegend=False, legendgroup=name, line_color=colour,
+                        row=1, col=3)
+    fig.update_layout(height=height, barmode="overlay", bargap=0, margin=dict(l=40, r=10, t=40, b=40),
+                      legend=dict(orientation="h", y=-0.2))
+    fig.update_xaxes(range=[-1, 1], title_text="cosine similarity", row=1, col=1)
+    return fig
