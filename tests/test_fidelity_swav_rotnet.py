@@ -124,3 +124,24 @@ def test_rotnet_head_is_global_pool_and_linear_to_four_rotations_and_views_only_
     out = net.step(images, 0, torch.Generator().manual_seed(0))
     assert views.calls == []  # no colour jitter, no resized crop: the contrastive views are not used
     assert out.loss.item() == pytest.approx(out.loss.item()) and "rotation_acc" in out.logs
+
+
+@pytest.mark.parametrize("eps, warns", [(10.0, True), (0.05, False)])
+def test_swav_warns_when_its_loss_sits_at_ln_k(quick, eps, warns):
+    """With a huge Sinkhorn eps the codes are uniform, the loss stays at ln K and the run's event log says so once
+    (the streak is counted on the device and read every few steps); a healthy eps leaves ln K and never warns."""
+    import math
+
+    from workbench.engine.trainer import Trainer
+    from workbench.runs import RunReader
+
+    result = Trainer(quick(method="swav", swav_eps=eps, subset=300, batch_size=32, epochs=9, seed=0)).fit()
+    with RunReader(result.run_dir) as r:
+        events, loss, ln_k = r.events(), r.scalar("loss"), r.scalar("ln_k")
+    assert len(loss) >= 80
+    plateau = (loss - ln_k).abs() < 0.01 * ln_k
+    messages = [m for m in events["message"] if "ln K" in m]
+    assert plateau.tail(50).all() == warns
+    assert len(messages) == (1 if warns else 0), messages
+    if warns:
+        assert f"{math.log(30):.3f}" in messages[0]  # K = 3 x 10 classes

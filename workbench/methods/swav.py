@@ -35,6 +35,9 @@ from workbench.config import option
 from workbench.methods.base import ContrastiveOptions, Method, StepOutput
 from workbench.nn.heads import ProjectionMLP
 
+LN_K_STEPS = 50  # warn once the loss has been within 1% of ln K for this many steps in a row
+LN_K_CHECK_EVERY = 10  # read the device-side count every this many steps (one sync, not one per step)
+
 
 @dataclass
 class SwAVOptions(ContrastiveOptions):
@@ -70,7 +73,8 @@ class SwAV(Method):
         self.large_scale = (0.14, 1.0) if small_crops else None
         self.queue_start_step = queue_start_step
         self.register_buffer("queue", torch.zeros(2, queue_length, proj_dim))  # newest first; zeros: not full
-        self._near_ln_k = 0
+        self._near_ln_k: torch.Tensor | None = None  # steps in a row with the loss at ln K (on the device)
+        self._warned_ln_k = False
 
     @classmethod
     def from_config(cls, cfg, backbone, views, bundle):
@@ -132,13 +136,17 @@ class SwAV(Method):
                 losses += [swapped_prediction(codes, scores[v], self.tau) for v in range(len(z)) if v != i]
             loss = torch.stack(losses).mean()
         k = c.shape[0]
-        with torch.no_grad():
-            used = torch.bincount(scores[0].argmax(1), minlength=k).gt(0).float().mean().item()
+        with torch.no_grad():  # tensors: the engine reads every step's logs at once, without a sync per step
+            used = torch.bincount(scores[0].argmax(1), minlength=k).gt(0).float().mean()
+            near = (loss.detach() - math.log(k)).abs() < 0.01 * math.log(k)
+            self._near_ln_k = near.long() if self._near_ln_k is None else (self._near_ln_k + 1) * near
         out = StepOutput(loss=loss, logs={"prototype_usage": used, "ln_k": math.log(k)},
                          z1=z[0].detach(), z2=z[1].detach())
-        self._near_ln_k = self._near_ln_k + 1 if abs(loss.item() - math.log(k)) < 0.01 * math.log(k) else 0
-        if self._near_ln_k == 50:
-            out.warnings.append(f"SwAV loss has stayed at ln K = {math.log(k):.3f} for 50 steps: every prototype "
-                                "gets the same probability (collapse). Try a smaller swav_eps, a larger tau or "
-                                "fewer prototypes, and check that the batch is larger than K.")
+        if (step + 1) % LN_K_CHECK_EVERY == 0:  # once per plateau: again only after the loss has left ln K
+            streak = int(self._near_ln_k)
+            if streak >= LN_K_STEPS and not self._warned_ln_k:
+                out.warnings.append(f"SwAV loss has stayed at ln K = {math.log(k):.3f} for {streak} steps: every "
+                                    "prototype gets the same probability (collapse). Try a smaller swav_eps, a larger "
+                                    "tau or fewer prototypes, and check that the batch is larger than K.")
+            self._warned_ln_k = streak >= LN_K_STEPS
         return out
