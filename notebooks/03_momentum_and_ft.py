@@ -30,13 +30,14 @@
 # * **positive extrapolation**: $\hat q = \lambda^+ q + (1-\lambda^+) k$, $\hat k = \lambda^+ k + (1-\lambda^+) q$
 #   with $\lambda^+ = 1 + \mathrm{Beta}(\alpha^+, \alpha^+) > 1$: the two views are pushed apart, the positive
 #   becomes harder;
-# * **negative interpolation**: each negative is mixed with another, $\hat n = \lambda^- n_i + (1-\lambda^-) n_j$,
-#   $\lambda^- \sim \mathrm{Beta}(\alpha^-, \alpha^-)$: new negatives between the old ones, a more diverse set.
+# * **negative interpolation**: each negative is mixed with another of the queue, $\hat n_i = \lambda^- n_i +
+#   (1-\lambda^-) n_{\pi(i)}$, $\lambda^- \sim \mathrm{Beta}(\alpha^-, \alpha^-)$, not re-normalised: new
+#   negatives between the old ones, each query's score with them the same mix of two old scores.
 #
 # **The finding, in one sentence:** *the momentum sets how hard the positives are: a fast key encoder ($m = 0.9$)
 # makes them easy from the first steps (a high `pos_mean`), a frozen one ($m = 1$) keeps them hard and its keys
-# alike (`pos_mean` lowest, `neg_var` near 0); and the transformation makes the positives the loss sees harder
-# (`pos_ft` below `pos`) and its negatives more varied (`neg_var_ft` above `neg_var`).*
+# alike (`pos_mean` lowest, `neg_var` near 0); and the transformation hands the loss harder positives (`pos_ft`
+# below `pos`) and negatives whose scores are pulled together (`neg_var_ft` below `neg_var`).*
 #
 # Six short MoCo runs on `digits`, a few minutes in full mode on 2 CPU cores; `WORKBENCH_SMOKE=1` runs in seconds.
 
@@ -191,7 +192,10 @@ display(pd.DataFrame({"MoCo m=0.99": table.loc[0.99, ["pos_mean", "neg_var", "kn
 
 # %% [markdown]
 # **What to look for.** Extrapolation moves $q$ and $k$ apart, so every positive the loss sees is harder than the
-# raw one (`pos_ft` left of `pos`); interpolation spreads the negatives' scores (`neg_var_ft` above `neg_var`).
+# raw one (`pos_ft` left of `pos`). Interpolation gives each query the score $\lambda s_i + (1-\lambda)
+# s_{\pi(i)}$ with a mixed negative: a weighted mean of two of its scores, so their spread shrinks by about
+# $\lambda^2 + (1-\lambda)^2$ (`neg_var_ft` below `neg_var`): negatives the model has not seen, in between the
+# ones it has, rather than harder ones.
 # The paper gains about 2 points of ImageNet linear accuracy with FT; on `digits` after a few epochs the kNN
 # accuracies of the two runs are within noise of each other: the mechanism shows at this scale, the gain needs
 # the long runs.
@@ -206,8 +210,8 @@ display(pd.DataFrame({"MoCo m=0.99": table.loc[0.99, ["pos_mean", "neg_var", "kn
 # ## 3. The check
 #
 # Over the four momenta: $m = 0.9$ has the highest early `pos_mean`; $m = 1$ the lowest final `pos_mean` and the
-# lowest `neg_var`. With FT: the mean positive score the loss saw is below the raw one, and the variance of the
-# negatives it saw is above the raw one.
+# lowest `neg_var`. With FT: the mean positive score the loss saw is below the raw one, and so is the variance of
+# the negatives' scores.
 
 # %%
 numbers = {f"pos_mean first 20% m={m}": table.loc[m, "pos_mean (first 20%)"] for m in MOMENTA}
@@ -217,9 +221,9 @@ numbers.update({"FT pos_mean": last["pos_mean"], "FT pos_mean_ft": last["pos_mea
                 "FT neg_var": last["neg_var"], "FT neg_var_ft": last["neg_var_ft"]})
 holds = (table["pos_mean (first 20%)"].idxmax() == 0.9 and table["pos_mean"].idxmin() == 1.0
          and table["neg_var"].idxmin() == 1.0 and last["pos_mean_ft"] < last["pos_mean"]
-         and last["neg_var_ft"] > last["neg_var"])
-check_finding("03_momentum_and_ft", "m=0.9 makes positives easy early, m=1 keeps them hard with alike keys; FT makes "
-              "the loss's positives harder and its negatives more varied", numbers, holds=holds, smoke=SMOKE)
+         and last["neg_var_ft"] < last["neg_var"])
+check_finding("03_momentum_and_ft", "m=0.9 makes positives easy early, m=1 keeps them hard with alike keys; FT hands "
+              "the loss harder positives and negatives with pulled-together scores", numbers, holds=holds, smoke=SMOKE)
 for r in (*readers.values(), ft_reader):
     r.close()
 if SMOKE:

@@ -386,7 +386,7 @@ class DEPICT(Method):
         rec = self.rec_weight * F.mse_loss(x_hat.float(), x.float()) + self.hidden_weight * sum(
             F.mse_loss(d.float(), e.float()) for d, e in zip(hidden, clean_blocks))
         stage = int(self.stage)
-        logs = {"reconstruction": rec.item(), "stage": float(stage), **self.epoch_logs}
+        logs = {"reconstruction": rec.detach(), "stage": float(stage), **self.epoch_logs}
         notes, self.epoch_notes = self.epoch_notes, []
         if stage == PRETRAIN:
             return StepOutput(loss=rec, logs=logs, notes=notes)
@@ -396,7 +396,7 @@ class DEPICT(Method):
         cluster_loss = -(target.to(log_p.device) * log_p).sum(1).mean()
         with torch.no_grad():
             used = torch.bincount(log_p.argmax(1), minlength=self.n_clusters) > 0
-        logs.update(cluster_loss=cluster_loss.item(), clusters_used=used.float().mean().item())
+        logs.update(cluster_loss=cluster_loss.detach(), clusters_used=used.float().mean())
         return StepOutput(loss=cluster_loss + rec, logs=logs, notes=notes)
 
     @torch.no_grad()

@@ -128,7 +128,7 @@ class GSimCLR(SimCLR):
             rec = F.mse_loss(x_hat.float(), x.float())
             out = super().step(images, step, generator)  # scores to watch, but no gradient to the SimCLR net yet
             out.loss = rec
-            out.logs.update(reconstruction=rec.item(), stage=1.0, epoch_coverage=self.coverage)
+            out.logs.update(reconstruction=rec.detach(), stage=1.0, epoch_coverage=self.coverage)
             return out
         if int(self.pseudo_labels[0]) < 0:
             self.assign_pseudo_labels(images.device)

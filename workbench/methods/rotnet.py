@@ -63,7 +63,7 @@ class RotNet(Method):
         rotated, labels = self.rotate_all(self.views.normalize(x))
         logits = self.head(self.backbone(rotated))
         loss = F.cross_entropy(logits.float(), labels)
-        acc = (logits.argmax(1) == labels).float().mean().item()
+        acc = (logits.argmax(1) == labels).float().mean()  # a tensor: read with the step's other logs
         return StepOutput(loss=loss, logs={"rotation_acc": acc})
 
     @torch.no_grad()
