@@ -196,9 +196,11 @@ display(pd.DataFrame({"MoCo m=0.99": table.loc[0.99, ["pos_mean", "neg_var", "kn
 # s_{\pi(i)}$ with a mixed negative: a weighted mean of two of its scores, so their spread shrinks by about
 # $\lambda^2 + (1-\lambda)^2$ (`neg_var_ft` below `neg_var`): negatives the model has not seen, in between the
 # ones it has, rather than harder ones.
-# The paper gains about 2 points of ImageNet linear accuracy with FT; on `digits` after a few epochs the kNN
-# accuracies of the two runs are within noise of each other: the mechanism shows at this scale, the gain needs
-# the long runs.
+#
+# Trained against harder positives, the encoders align the two views more: the *raw* `pos_mean` of the FT run ends
+# well above the plain run's (0.93 against 0.73 in the full run that measured this notebook). The paper gains about
+# 2 points of ImageNet linear accuracy with FT after 200 epochs; here, after 30 epochs on `digits`, the FT run's
+# kNN accuracy is *lower* (0.933 against 0.969): the mechanism shows at this scale, the gain does not.
 #
 # **Questions to try.**
 # 1. Set $m = 0.999$ with a longer run (`EPOCHS = 100`): does it catch up with 0.99?
