@@ -69,6 +69,7 @@ from workbench.data import ContrastiveViews, ViewConfig, load_dataset, views_gri
 from workbench.diagnostics.projection import pca_2d
 from workbench.ui.notebook import watch
 from workbench.runs import RunReader
+from workbench.ui.tutorial_charts import check_finding
 
 # Smoke mode: the test suite (and CI) runs this notebook in seconds with tiny settings.
 SMOKE = os.environ.get("WORKBENCH_SMOKE") == "1" or os.environ.get("CI") == "true"
@@ -321,6 +322,21 @@ fig.show()
 #
 # Next steps: follow the same runs in the dashboard (`workbench app --runs-dir runs`), or open
 # `handle.run_dir` with `RunReader` from another notebook while a run is still training.
+
+# %% [markdown]
+# ## 6. The check
+#
+# What this notebook shows, checked in numbers: the main run's kNN accuracy ends above the random backbone's (the
+# evaluation at step 0), and its positives end further ahead of its negatives (`pos_neg_gap` = `pos_mean` -
+# `neg_mean`) than at the first logged step.
+
+# %%
+knn, gap = reader.scalar("knn_acc"), reader.scalar("pos_neg_gap")
+numbers = {"kNN at init": knn.iloc[0], "kNN final": knn.iloc[-1], "pos-neg gap, first step": gap.iloc[0],
+           "pos-neg gap, last step": gap.iloc[-1]}
+check_finding("01_quickstart", "SimCLR lifts kNN accuracy above the random backbone's and separates the positives "
+              "from the negatives", numbers, holds=knn.iloc[-1] > knn.iloc[0] and gap.iloc[-1] > gap.iloc[0],
+              smoke=SMOKE)
 
 # %%
 for r in [reader, *tau_runs.values()]:

@@ -81,8 +81,10 @@ def run_notebook(notebook: Path, out: Path, timeout: int = 1800, smoke: bool = F
         found = json.loads(report.read_text())
         row.update(status="finding holds" if found["holds"] else "finding does NOT hold", claim=found["claim"],
                    numbers=found["numbers"])
-    else:
+    elif row["errors"]:
         row.update(status="no finding recorded (a cell failed: see the HTML)")
+    else:
+        row.update(status="ran, no finding checked (the notebook has no check cell)")
     return row
 
 
