@@ -129,6 +129,9 @@ def live_figure():
     return base
 
 
+shown = {}  # the step of the snapshot the figure shows: the images are sent again only when it changes
+
+
 def refresh(fig, reader, image=0):
     df = reader.scalars(["psnr", "psnr_pm", "psnr_input", "ssim", "stage"])
     with fig.batch_update():
@@ -136,8 +139,10 @@ def refresh(fig, reader, image=0):
             if key in df:
                 s = df[key].dropna()
                 fig.data[trace].x, fig.data[trace].y = s.index.to_numpy(), s.to_numpy()
-        if not reader.artifacts("lowlight").empty:
+        snaps = reader.artifacts("lowlight")
+        if not snaps.empty and snaps["step"].iloc[-1] != shown.get("step"):  # images only when a new one came
             snap = reader.snapshot("lowlight")
+            shown["step"] = snap.step
             for trace, key in ((3, "input"), (4, "enhanced"), (5, "reference")):
                 fig.data[trace].z = snap[key][image].transpose(1, 2, 0)
     st, meta = reader.status(), reader.meta
