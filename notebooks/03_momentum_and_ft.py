@@ -39,7 +39,7 @@
 # alike (`pos_mean` lowest, `neg_var` near 0); and the transformation hands the loss harder positives (`pos_ft`
 # below `pos`) and negatives whose scores are pulled together (`neg_var_ft` below `neg_var`).*
 #
-# Six short MoCo runs on `digits`, a few minutes in full mode on 2 CPU cores; `WORKBENCH_SMOKE=1` runs in seconds.
+# Five short MoCo runs on `digits`, about 2 minutes in full mode on 2 CPU cores; `WORKBENCH_SMOKE=1` runs in seconds.
 
 # %%
 import os

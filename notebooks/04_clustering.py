@@ -37,7 +37,7 @@
 # its prototypes in use thanks to the equal partition, and with a too-large $\varepsilon$ its codes become uniform,
 # the loss sits at $\ln K$ and the run warns: collapse.*
 #
-# Four short runs on `digits`, a few minutes in full mode on 2 CPU cores; `WORKBENCH_SMOKE=1` runs in seconds.
+# Four short runs on `digits`, about 2 minutes in full mode on 2 CPU cores; `WORKBENCH_SMOKE=1` runs in seconds.
 
 # %%
 import os
