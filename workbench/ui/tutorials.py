@@ -65,12 +65,19 @@ def run_notebook(notebook: Path, out: Path, timeout: int = 1800, smoke: bool = F
     cmd = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--allow-errors",
            f"--ExecutePreprocessor.timeout={timeout}", "--output-dir", str(out.resolve()), "--output",
            executed.name, str(notebook)]
+    # nbconvert's (and its kernel's) output goes to a file, not to pipes read at the end: with captured pipes the
+    # low-light notebook stalled twice after its live training cell (kernel and nbconvert both idle), never with a
+    # file (three runs); the log also keeps the whole story of a failed run
+    log = out / f"{notebook.stem}.log"
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=notebook.parent, capture_output=True, text=True)
+    with open(log, "w") as sink:
+        proc = subprocess.run(cmd, env=env, cwd=notebook.parent, stdout=sink, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL)
     minutes = (time.perf_counter() - t0) / 60
     row = {"notebook": notebook.stem, "minutes": round(minutes, 2), "html": f"{notebook.stem}.html"}
     if proc.returncode != 0 or not executed.exists():
-        row.update(status="nbconvert failed", detail=(proc.stderr.strip().splitlines() or [""])[-1])
+        lines = log.read_text(errors="replace").strip().splitlines()
+        row.update(status="nbconvert failed", detail=(lines or [""])[-1] + f" (whole log: {log})")
         return row
     nb = nbformat.read(executed, as_version=4)
     row["figures"] = add_static_plotly(nb)
