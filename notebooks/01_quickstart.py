@@ -51,7 +51,6 @@
 # %%
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -67,22 +66,17 @@ from IPython.display import display
 import workbench
 from workbench.data import ContrastiveViews, ViewConfig, load_dataset, views_grid
 from workbench.diagnostics.projection import pca_2d
-from workbench.ui.notebook import watch
+from workbench.ui.notebook import smoke_mode, tutorial_runs_dir, watch
 from workbench.runs import RunReader
+from workbench.ui.charts import NEG_COLOR, POS_COLOR  # the dashboard's colours
 from workbench.ui.tutorial_charts import check_finding
 
 # Smoke mode: the test suite (and CI) runs this notebook in seconds with tiny settings.
-SMOKE = os.environ.get("WORKBENCH_SMOKE") == "1" or os.environ.get("CI") == "true"
+SMOKE = smoke_mode()
 EPOCHS = 2 if SMOKE else 40
 TAU = 0.2
 LOG_EVERY = 5  # steps between pos/neg histograms; digits has 5 steps per epoch at batch size 256
-if SMOKE:
-    RUNS_DIR = tempfile.mkdtemp(prefix="workbench-quickstart-")
-else:
-    # the repository's runs/ folder, so `workbench app` shows these runs too (override with WORKBENCH_RUNS_DIR)
-    RUNS_DIR = os.environ.get("WORKBENCH_RUNS_DIR",
-                              "../runs" if Path.cwd().name == "notebooks" else "runs")
-POS_COLOR, NEG_COLOR = "#1f77b4", "#d62728"  # the dashboard's colours (app/charts.py)
+RUNS_DIR = tutorial_runs_dir("quickstart", SMOKE)  # smoke: a temporary folder; else runs/, where `workbench app` looks
 print(f"workbench {workbench.__version__}; smoke={SMOKE}; epochs={EPOCHS}; runs in {Path(RUNS_DIR).resolve()}")
 
 # %% [markdown]

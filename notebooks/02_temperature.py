@@ -49,7 +49,6 @@
 # %%
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -68,16 +67,16 @@ from workbench.diagnostics.geometry import uniformity_reference
 from workbench.engine.evaluate import load_representation
 from workbench.engine.features import extract_features
 from workbench.runs import RunReader
-from workbench.ui.notebook import comparison_figure, draw_curves, draw_histograms, follow, step_status
+from workbench.ui.notebook import (comparison_figure, draw_curves, draw_histograms, follow, smoke_mode,
+                                   step_status, tutorial_runs_dir)
 from workbench.ui.tutorial_charts import (check_finding, gradient_share_figure, gradient_shares, share_summary,
                                           sweep_lines)
 
-SMOKE = os.environ.get("WORKBENCH_SMOKE") == "1" or os.environ.get("CI") == "true"
+SMOKE = smoke_mode()
 TAUS = [0.05, 0.1, 0.2, 0.5, 1.0]
 EPOCHS = 1 if SMOKE else 40  # digits: 5 steps an epoch at batch 256
 SIZE = dict(subset=300, probe_size=200, batch_size=128) if SMOKE else {}  # smoke: a few steps on 300 images
-RUNS_DIR = tempfile.mkdtemp(prefix="workbench-temperature-") if SMOKE else os.environ.get(
-    "WORKBENCH_RUNS_DIR", "../runs" if Path.cwd().name == "notebooks" else "runs")
+RUNS_DIR = tutorial_runs_dir("temperature", SMOKE)  # smoke: a temporary folder; else runs/, where `workbench app` looks
 print(f"workbench {workbench.__version__}; smoke={SMOKE}; taus={TAUS}; {EPOCHS} epochs each; runs in "
       f"{Path(RUNS_DIR).resolve()}")
 

@@ -44,7 +44,6 @@
 # %%
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -59,15 +58,15 @@ from IPython.display import display
 import workbench
 from workbench.runs import RunReader
 from workbench.ui import charts
-from workbench.ui.notebook import comparison_figure, draw_curves, draw_histograms, follow, step_status
+from workbench.ui.notebook import (comparison_figure, draw_curves, draw_histograms, follow, smoke_mode,
+                                   step_status, tutorial_runs_dir)
 from workbench.ui.tutorial_charts import check_finding
 
-SMOKE = os.environ.get("WORKBENCH_SMOKE") == "1" or os.environ.get("CI") == "true"
+SMOKE = smoke_mode()
 MOMENTA = [0.9, 0.99, 0.999, 1.0]
 EPOCHS = 1 if SMOKE else 30  # digits: 5 steps an epoch at batch 256
 SIZE = dict(subset=300, probe_size=200, batch_size=128) if SMOKE else {}
-RUNS_DIR = tempfile.mkdtemp(prefix="workbench-momentum-") if SMOKE else os.environ.get(
-    "WORKBENCH_RUNS_DIR", "../runs" if Path.cwd().name == "notebooks" else "runs")
+RUNS_DIR = tutorial_runs_dir("momentum", SMOKE)  # smoke: a temporary folder; else runs/, where `workbench app` looks
 print(f"workbench {workbench.__version__}; smoke={SMOKE}; m in {MOMENTA}; {EPOCHS} epochs each; runs in "
       f"{Path(RUNS_DIR).resolve()}")
 

@@ -42,7 +42,6 @@
 # %%
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -58,14 +57,13 @@ from workbench.data import load_dataset
 from workbench.diagnostics.clustering import cluster_scores, kmeans, matched_confusion
 from workbench.runs import RunReader
 from workbench.ui import charts
-from workbench.ui.notebook import draw_curves, step_status, watch
+from workbench.ui.notebook import draw_curves, smoke_mode, step_status, tutorial_runs_dir, watch
 from workbench.ui.tutorial_charts import check_finding, image_rows
 
-SMOKE = os.environ.get("WORKBENCH_SMOKE") == "1" or os.environ.get("CI") == "true"
+SMOKE = smoke_mode()
 SIZE = dict(subset=300, probe_size=200, batch_size=128) if SMOKE else {}
 EPOCHS = dict(swav=1, depict=2, gsimclr=2) if SMOKE else dict(swav=30, depict=60, gsimclr=30)
-RUNS_DIR = tempfile.mkdtemp(prefix="workbench-clustering-") if SMOKE else os.environ.get(
-    "WORKBENCH_RUNS_DIR", "../runs" if Path.cwd().name == "notebooks" else "runs")
+RUNS_DIR = tutorial_runs_dir("clustering", SMOKE)  # smoke: a temporary folder; else runs/, where `workbench app` looks
 print(f"workbench {workbench.__version__}; smoke={SMOKE}; epochs {EPOCHS}; runs in {Path(RUNS_DIR).resolve()}")
 
 # %% [markdown]

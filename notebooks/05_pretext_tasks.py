@@ -38,7 +38,6 @@
 # %%
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported: idle threads sleep, not spin
@@ -51,14 +50,13 @@ from IPython.display import display
 import workbench
 from workbench.runs import RunReader
 from workbench.ui import charts, probe_charts
-from workbench.ui.notebook import draw_curves, step_status, watch
+from workbench.ui.notebook import draw_curves, smoke_mode, step_status, tutorial_runs_dir, watch
 from workbench.ui.tutorial_charts import check_finding
 
-SMOKE = os.environ.get("WORKBENCH_SMOKE") == "1" or os.environ.get("CI") == "true"
+SMOKE = smoke_mode()
 EPOCHS = 1 if SMOKE else 30
 SIZE = dict(subset=300, probe_size=200, batch_size=128) if SMOKE else {}
-RUNS_DIR = tempfile.mkdtemp(prefix="workbench-rotnet-") if SMOKE else os.environ.get(
-    "WORKBENCH_RUNS_DIR", "../runs" if Path.cwd().name == "notebooks" else "runs")
+RUNS_DIR = tutorial_runs_dir("rotnet", SMOKE)  # smoke: a temporary folder; else runs/, where `workbench app` looks
 PAPER = {1: 85.07, 2: 89.06, 3: 86.21, 4: 61.73}
 print(f"workbench {workbench.__version__}; smoke={SMOKE}; {EPOCHS} epochs")
 

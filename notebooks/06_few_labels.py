@@ -40,7 +40,6 @@
 # %%
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -59,15 +58,14 @@ from workbench.engine.evaluate import evaluate_features, load_representation
 from workbench.engine.features import extract_features
 from workbench.runs import RunReader
 from workbench.ui import charts, probe_charts
-from workbench.ui.notebook import draw_curves, step_status, watch
+from workbench.ui.notebook import draw_curves, smoke_mode, step_status, tutorial_runs_dir, watch
 from workbench.ui.tutorial_charts import check_finding, fewshot_methods
 
-SMOKE = os.environ.get("WORKBENCH_SMOKE") == "1" or os.environ.get("CI") == "true"
+SMOKE = smoke_mode()
 EPOCHS = 1 if SMOKE else 30
 SIZE = dict(subset=300, probe_size=200, batch_size=128) if SMOKE else {}
 DRAWS, EPISODES = (2, 50) if SMOKE else (10, 600)  # seeded label draws per budget; few-shot episodes
-RUNS_DIR = tempfile.mkdtemp(prefix="workbench-fewlabels-") if SMOKE else os.environ.get(
-    "WORKBENCH_RUNS_DIR", "../runs" if Path.cwd().name == "notebooks" else "runs")
+RUNS_DIR = tutorial_runs_dir("fewlabels", SMOKE)  # smoke: a temporary folder; else runs/, where `workbench app` looks
 print(f"workbench {workbench.__version__}; smoke={SMOKE}; {EPOCHS} epochs; {DRAWS} draws; {EPISODES} episodes")
 
 # %% [markdown]

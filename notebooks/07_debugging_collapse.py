@@ -45,7 +45,6 @@
 import math
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -59,14 +58,14 @@ from IPython.display import display
 import workbench
 from workbench.runs import RunReader
 from workbench.ui import charts, probe_charts
-from workbench.ui.notebook import comparison_figure, draw_curves, draw_histograms, follow, step_status
+from workbench.ui.notebook import (comparison_figure, draw_curves, draw_histograms, follow, smoke_mode,
+                                   step_status, tutorial_runs_dir)
 from workbench.ui.tutorial_charts import check_finding
 
-SMOKE = os.environ.get("WORKBENCH_SMOKE") == "1" or os.environ.get("CI") == "true"
+SMOKE = smoke_mode()
 EPOCHS = 1 if SMOKE else 8
 SIZE = dict(subset=300, probe_size=200, batch_size=128) if SMOKE else {}
-RUNS_DIR = tempfile.mkdtemp(prefix="workbench-collapse-") if SMOKE else os.environ.get(
-    "WORKBENCH_RUNS_DIR", "../runs" if Path.cwd().name == "notebooks" else "runs")
+RUNS_DIR = tutorial_runs_dir("collapse", SMOKE)  # smoke: a temporary folder; else runs/, where `workbench app` looks
 print(f"workbench {workbench.__version__}; smoke={SMOKE}; {EPOCHS} epochs a run; runs in {Path(RUNS_DIR).resolve()}")
 
 # %% [markdown]

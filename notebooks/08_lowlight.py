@@ -46,7 +46,7 @@
 
 # %%
 import os
-import tempfile
+import shutil
 import time
 from pathlib import Path
 
@@ -66,19 +66,16 @@ from workbench.data.views import image_grid
 from workbench.diagnostics import image_quality as iq
 from workbench.lowlight.enhance import enhance_array, load_enhancer
 from workbench.lowlight.methods.base import adaptive_gamma, gamma_correction
-from workbench.ui.notebook import watch
+from workbench.ui.notebook import smoke_mode, tutorial_runs_dir, watch
 from workbench.runs import RunReader
 from workbench.ui.tutorial_charts import check_finding
 
-SMOKE = os.environ.get("WORKBENCH_SMOKE") == "1" or os.environ.get("CI") == "true"
+SMOKE = smoke_mode()
 # smoke: tiny networks on 32 px patches for a few epochs; full: the CLI's CPU network on 64 px patches for 6 epochs
 # (about 3 minutes with Zero-DCE; 20 epochs take 14 and give TML 0.25 dB more: 19.57 against 19.32 dB)
 SETTINGS = (dict(epochs=4, patches=128, patch_size=32, ugdc_width=4, ugdc_levels=2, tm_epochs=1, em_epochs=1)
             if SMOKE else dict(epochs=6, patches=1024, patch_size=64, ugdc_width=16, ugdc_levels=3, lr=2e-3))
-if SMOKE:
-    RUNS_DIR = tempfile.mkdtemp(prefix="workbench-lowlight-")
-else:
-    RUNS_DIR = os.environ.get("WORKBENCH_RUNS_DIR", "../runs" if Path.cwd().name == "notebooks" else "runs")
+RUNS_DIR = tutorial_runs_dir("lowlight", SMOKE)  # smoke: a temporary folder; else runs/, where `workbench app` looks
 print(f"workbench {workbench.__version__}; smoke={SMOKE}; {SETTINGS}; runs in {Path(RUNS_DIR).resolve()}")
 
 # %% [markdown]
@@ -276,3 +273,5 @@ numbers = {f"{name} {k}": quality[name][k] for name in quality for k in ("psnr",
 holds = all(quality["TML"][k] > quality[name][k] for name in quality if name != "TML" for k in ("psnr", "ssim"))
 check_finding("08_lowlight", "TML beats the dark input, gamma 2.2, adaptive gamma and Zero-DCE in PSNR and SSIM",
               numbers, holds=holds, smoke=SMOKE)
+if SMOKE:  # smoke runs live in a temporary folder: remove it
+    shutil.rmtree(RUNS_DIR, ignore_errors=True)

@@ -106,3 +106,31 @@ def test_fewshot_methods_compares_on_the_same_episodes():
     assert (table["accuracy"] > 0.5).all() and (table["ci95"] >= 0).all()
     five = table[table.shots == 5].set_index("method")["accuracy"]
     assert five.min() > 0.8  # well separated classes
+
+
+def test_tutorial_settings_smoke_mode_and_runs_dir(monkeypatch, tmp_path):
+    """Every tutorial's first cell: smoke mode from WORKBENCH_SMOKE or CI; a fresh temporary runs folder in smoke
+    mode, else $WORKBENCH_RUNS_DIR or the repository's runs/ (../runs from notebooks/)."""
+    import os
+
+    from workbench.ui.notebook import smoke_mode, tutorial_runs_dir
+
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("WORKBENCH_SMOKE", raising=False)
+    assert not smoke_mode()
+    monkeypatch.setenv("CI", "true")
+    assert smoke_mode()
+    monkeypatch.delenv("CI")
+    monkeypatch.setenv("WORKBENCH_SMOKE", "1")
+    assert smoke_mode()
+    a, b = tutorial_runs_dir("x", True), tutorial_runs_dir("x", True)
+    assert a != b and os.path.isdir(a) and os.path.basename(a).startswith("workbench-x-")
+    os.rmdir(a), os.rmdir(b)
+    monkeypatch.setenv("WORKBENCH_RUNS_DIR", str(tmp_path))
+    assert tutorial_runs_dir("x", False) == str(tmp_path)
+    monkeypatch.delenv("WORKBENCH_RUNS_DIR")
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    assert tutorial_runs_dir("x", False) == "../runs"
+    monkeypatch.chdir(tmp_path)
+    assert tutorial_runs_dir("x", False) == "runs"

@@ -2,15 +2,34 @@
 
     result = watch(handle, plotly_figure, refresh)   # refresh(figure, reader) updates the figure, returns a status
     result = follow(handle, on_reader)               # the polling loop alone
+    SMOKE = smoke_mode(); RUNS_DIR = tutorial_runs_dir("temperature", SMOKE)   # a tutorial's first cell
     fig = comparison_figure(titles, names)           # runs one after the other: histogram + two panels per run
     draw_histograms(fig, reader); draw_curves(fig, reader.scalars(keys), {trace: key}); step_status(reader)
 """
 from __future__ import annotations
 
+import os
+import tempfile
 import time
+from pathlib import Path
 from typing import Callable
 
 from workbench.runs import RunReader, RunStoreError
+
+
+def smoke_mode() -> bool:
+    """True under ``WORKBENCH_SMOKE=1`` (what ``make test`` sets for nbval) or in CI: a tutorial then trains for
+    seconds with tiny settings; its numbers mean nothing and its finding is not checked."""
+    return os.environ.get("WORKBENCH_SMOKE") == "1" or os.environ.get("CI") == "true"
+
+
+def tutorial_runs_dir(name: str, smoke: bool) -> str:
+    """Where a tutorial's runs go: in smoke mode a new temporary folder (the notebook removes it at the end), else
+    ``$WORKBENCH_RUNS_DIR`` or the repository's ``runs/`` (``../runs`` seen from ``notebooks/``), where
+    ``workbench app`` shows them too."""
+    if smoke:
+        return tempfile.mkdtemp(prefix=f"workbench-{name}-")
+    return os.environ.get("WORKBENCH_RUNS_DIR", "../runs" if Path.cwd().name == "notebooks" else "runs")
 
 
 class LiveFigure:
