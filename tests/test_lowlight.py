@@ -10,10 +10,12 @@ import pytest
 import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
+from torchvision.ops import StochasticDepth
 
 import workbench
 from workbench import TrainConfig
 from workbench.config import ConfigError
+from workbench.engine import Callback
 from workbench.lowlight.enhance import load_enhancer
 from workbench.lowlight.methods.tml import TML
 from workbench.lowlight.nn.troublemaker import Troublemaker, brightness_ratio, darkness_code
@@ -115,6 +117,29 @@ def test_tml_resume_keeps_the_stage_plan(tml_run, tmp_path):
     assert result.status == "finished" and result.step == 21 * 16
     m = load_enhancer(tmp_path / "tml")
     assert m.stage_ends.tolist() == [32, 240, 320] and m.em_trained
+
+
+class DrawsFromTorchsGenerator(Callback):
+    """Draws from torch's global generator after every step, as diagnostics or a notebook cell might."""
+
+    def on_step_end(self, trainer, out):
+        torch.rand(17)
+
+
+def test_one_seed_gives_one_run_whatever_else_draws_from_torchs_generator(tmp_path):
+    """GDC's drop path draws from torch's global generator, which the engine seeds per step: two runs with the same
+    seed train alike even when other code draws between their steps."""
+    options = dict(method="tml", epochs=3, tm_epochs=1, em_epochs=1, runs_dir=str(tmp_path), **SMALL)
+    assert any(isinstance(m, StochasticDepth) and m.p > 0 for m in TML(width=8, levels=3).modules())
+    torch.manual_seed(1)
+    plain = workbench.train(run_name="a", **options)
+    torch.manual_seed(2)
+    disturbed = workbench.train(callbacks=[DrawsFromTorchsGenerator()], run_name="b", **options)
+    other_seed = workbench.train(run_name="c", seed=1, **options)
+    with RunReader(plain.run_dir) as a, RunReader(disturbed.run_dir) as b, RunReader(other_seed.run_dir) as c:
+        la, lb, lc = (r.scalar("loss").to_numpy() for r in (a, b, c))
+    assert len(la) == 48 and np.array_equal(la, lb)
+    assert not np.allclose(la[16:], lc[16:])
 
 
 def test_zerodce_trains_and_brightens(tmp_path):

@@ -184,7 +184,8 @@ class CommonOptions(Options):
     compile: bool = option(False, "torch.compile the backbone (falls back to eager with a warning event when the "
                            "compiler is missing); its compilation time is logged as an event", form=False)
     device: str = option("auto", "auto | cpu | cuda | cuda:N | mps")
-    seed: int = option(0, "seed of the weights, the batch order and the augmentations", ge=0, le=2 ** 53 - 1,
+    seed: int = option(0, "seed of the weights, the batch order, the augmentations and every other draw of a step",
+                       ge=0, le=2 ** 53 - 1,
                        note="at most 2^53 - 1, the largest integer a browser form holds exactly")
     log_every: int = option(10, "steps between live diagnostics (pos/neg histograms, geometry)", ge=1, le=1_000_000)
     eval_every: int = option(1, "epochs between evaluations (kNN and snapshot, or PSNR/SSIM)", ge=1, le=100_000)

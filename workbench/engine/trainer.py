@@ -21,7 +21,7 @@ from workbench.engine.build import Parts, build
 from workbench.engine.callbacks import Callback
 from workbench.engine.config import RESUMABLE, TrainConfig
 from workbench.engine.device import (autocast, compile_forward, compiler_missing, cpu_threads,
-                                     needs_grad_scaler, resolve_device, resolve_precision)
+                                     needs_grad_scaler, resolve_device, resolve_precision, step_rng)
 from workbench.nn.globalbn import convert_global_batchnorm
 from workbench.runs.store import (CHECKPOINT, DB_NAME, LOCK_FILE, STOP_FILE, RunBusy, RunLock, RunReader,
                                   RunStoreError, RunWriter, atomic_write, claim_run_dir)
@@ -387,7 +387,8 @@ class Trainer:
             local = idx[self.dist.rank::self.dist.world_size]  # this process's share of the global batch
             self.batch_index = local  # which training images this step sees (the online probe's labels)
             images = self.train_images[local.to(self.train_images.device)].to(self.device, non_blocking=True)
-            with autocast(self.device, self.autocast_dtype):
+            with step_rng(self.cfg.seed, self.step, self.dist.rank, self.device), \
+                    autocast(self.device, self.autocast_dtype):
                 out = self.model(images, self.step, self.aug_gen, index=local)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(out.loss).backward()
