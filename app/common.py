@@ -86,6 +86,16 @@ def pick_runs(label: str = "Runs to compare", key: str = "compare") -> list[str]
     return chosen
 
 
+def pick_overlays(name: str, key: str, label: str = "overlay other runs") -> list[str]:
+    """Other runs to draw beside run ``name`` (always drawn): none until the user picks some; the choice is kept
+    per page while the selected run changes (the selected run itself is never offered)."""
+    others = [n for n in readable_runs() if n != name]
+    chosen = st.sidebar.multiselect(label, others, default=[n for n in st.session_state.get(key, []) if n in others],
+                                    key=f"{key}_picker")
+    st.session_state[key] = chosen
+    return chosen
+
+
 def follower(name: str) -> RunFollower | None:
     """A cached :class:`RunFollower` per run and session: each refresh reads only the new rows."""
     cache = st.session_state.setdefault("_followers", {})

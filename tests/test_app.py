@@ -143,6 +143,21 @@ def test_scores_page_shows_histograms_heatmaps_curves_and_hints(good_dir):
     assert f"pos/neg cosine similarity at step {int(pos.steps[0])}" in specs(at)
 
 
+def test_scores_page_overlays_only_the_runs_picked_besides_the_selected_one(good_dir, trained_run):
+    shutil.copytree(trained_run, good_dir / "good-copy")
+    at = app_on(good_dir, "views/scores.py")
+    at.sidebar.selectbox[0].select("good").run()
+    overlay = at.sidebar.multiselect[0]
+    assert overlay.options == ["good-copy"] and overlay.value == []  # the selected run is drawn anyway
+    assert [t["name"] for t in specs(at)["pos_mean"]["data"]] == ["good"]
+    at.sidebar.multiselect[0].set_value(["good-copy"]).run()
+    assert [t["name"] for t in specs(at)["pos_mean"]["data"]] == ["good", "good-copy"]
+    at.sidebar.selectbox[0].select("good-copy").run()  # the other run selected: no run left over from before
+    assert not at.exception
+    assert at.sidebar.multiselect[0].options == ["good"] and at.sidebar.multiselect[0].value == []
+    assert [t["name"] for t in specs(at)["pos_mean"]["data"]] == ["good-copy"]
+
+
 def test_curves_page_overlays_several_runs(good_dir, trained_run):
     shutil.copytree(trained_run, good_dir / "good-copy")
     at = app_on(good_dir, "views/curves.py")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from common import PAGE_TITLES, REFRESH, open_reader, pick_run, readable_runs, runs_dir, scalar_follower
+from common import PAGE_TITLES, REFRESH, open_reader, pick_overlays, pick_run, runs_dir, scalar_follower
 from workbench.engine import launch
 from workbench.engine.evaluate import EVAL_SPECTRUM, PROBES
 from workbench.engine.registry import task_of
@@ -266,9 +266,4 @@ def show(name: str, compare: list[str]) -> None:
 
 name = pick_run()
 if name:
-    others = [n for n in readable_runs() if n != name]
-    compare = st.sidebar.multiselect("overlay other runs", others,
-                                     default=[n for n in st.session_state.get("probes_compare", []) if n in others],
-                                     key="probes_compare_picker")
-    st.session_state["probes_compare"] = compare
-    show(name, compare)
+    show(name, pick_overlays(name, "probes_compare"))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from workbench.ui import charts
-from common import REFRESH, page_applies, follower, open_reader, pick_run, pick_runs, scalar_follower, status_line
+from common import (REFRESH, page_applies, follower, open_reader, pick_overlays, pick_run, scalar_follower,
+                    status_line)
 from workbench.diagnostics.scores import interpret_scores
 
 st.header("Positive / negative scores")
@@ -15,7 +16,6 @@ st.caption("Positive score: cosine similarity of the two views of one image. Neg
            "steps, as the chart says).")
 name = pick_run()
 SCORE_KEYS = ("pos_mean", "neg_mean", "neg_var")
-compare = pick_runs("Overlay the score curves of")
 
 
 @st.fragment(run_every=REFRESH)
@@ -64,4 +64,4 @@ if name and page_applies(name, "scores", "positive / negative scores"):
         if steps:
             chosen = c2.select_slider("histogram at step", steps, value=steps[-1])
             st.session_state["score_index"] = steps.index(chosen)
-    show(name, compare)
+    show(name, pick_overlays(name, "scores_compare", "overlay the score curves of"))
