@@ -33,6 +33,8 @@ from _common import machine_line, markdown_table, median, setup_threads, timed
 import numpy as np
 import torch
 
+from workbench.threads import intra_op_threads
+
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
 
 
@@ -138,11 +140,8 @@ def bench_case(name: str, pool: torch.Tensor, size: int, scale, mean, std, batch
     torch.manual_seed(0)  # torchvision draws from the global generator
 
     def run_workbench(x, n_threads):
-        torch.set_num_threads(n_threads)
-        try:
+        with intra_op_threads(n_threads):
             return timed(views, x, n=2, g=g)
-        finally:
-            torch.set_num_threads(threads)
 
     contenders = {
         f"workbench ContrastiveViews ({threads} threads)": lambda x, t, p: run_workbench(x, threads),

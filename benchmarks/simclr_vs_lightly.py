@@ -34,7 +34,6 @@ normalised with the dataset's mean/std.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import tempfile
 import time
@@ -46,20 +45,10 @@ import torch
 from torch import nn
 
 from workbench.engine.callbacks import Callback
+from workbench.threads import intra_op_threads
 
 BATCH = 256
 EXPERT = "lightly, num_workers={}, bf16 autocast + channels-last + the workbench's threads"
-
-
-@contextlib.contextmanager
-def threads(n: int):
-    """Intra-op threads ``n`` inside the block (a contender's own setting while it trains its epoch)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def precision_name(dtype) -> str:
@@ -206,7 +195,7 @@ def step_breakdown(views, dataset, backbone: nn.Module, projector: nn.Module, im
 
         def model_step():
             x = torch.cat(views(images, n=2, g=g))
-            with threads(bf16_threads if bf16 else torch.get_num_threads()):
+            with intra_op_threads(bf16_threads if bf16 else None):
                 t0 = time.perf_counter()
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                     z = p(b(x))

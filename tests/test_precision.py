@@ -185,3 +185,18 @@ def test_split_batch_norm_keeps_channels_last_and_its_values():
     split = x.view(4, 4, 8, 5, 5)[:, 1]
     torch.testing.assert_close(outs[0][0].view(4, 4, 8, 5, 5)[:, 1],
                                F.batch_norm(split, None, None, training=True), rtol=1e-4, atol=1e-5)
+
+
+def test_intra_op_threads_sets_the_count_for_the_block_and_restores_it_on_error():
+    from workbench.threads import intra_op_threads
+
+    before = torch.get_num_threads()
+    inside = 1 if before != 1 else 2
+    with pytest.raises(RuntimeError, match="boom"):
+        with intra_op_threads(inside):
+            assert torch.get_num_threads() == inside
+            raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+    for leave_alone in (None, 0):
+        with intra_op_threads(leave_alone):
+            assert torch.get_num_threads() == before

@@ -11,25 +11,12 @@ downstream accuracy without labels. It needs ``n >> d`` embeddings to mean anyth
 """
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 
+from workbench.threads import intra_op_threads
+
 RANKME_EPS = 1e-7
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """Small decompositions run faster on one thread than on a pool that other work shares (measured on the
-    2-core machine under load: eigvalsh of 256 x 256 2.2 ms against 23 ms, svdvals of 1437 x 256 11 ms against
-    95 ms). The evaluation runs between training steps, so borrowing the setting is safe."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def singular_values(z: torch.Tensor) -> torch.Tensor:
@@ -41,7 +28,10 @@ def singular_values(z: torch.Tensor) -> torch.Tensor:
     float32); they carry no weight in RankMe."""
     z = z.float()
     n, d = z.shape
-    with _one_thread():
+    # one thread: small decompositions run faster alone than on a pool other work shares (measured on the 2-core
+    # machine under load: eigvalsh of 256 x 256 2.2 ms against 23 ms, svdvals of 1437 x 256 11 ms against 95 ms);
+    # the evaluation runs between training steps, so borrowing the setting is safe
+    with intra_op_threads(1):
         if n <= d:
             return torch.linalg.svdvals(z)
         eig = torch.linalg.eigvalsh((z.T @ z).double()).flip(0).clamp_min(0)

@@ -23,6 +23,7 @@ from workbench.engine.config import RESUMABLE, TrainConfig
 from workbench.engine.device import (autocast, compile_forward, compiler_missing, cpu_threads,
                                      needs_grad_scaler, resolve_device, resolve_precision, step_rng)
 from workbench.nn.globalbn import convert_global_batchnorm
+from workbench.threads import intra_op_threads
 from workbench.runs.store import (CHECKPOINT, DB_NAME, LOCK_FILE, STOP_FILE, RunBusy, RunLock, RunReader,
                                   RunStoreError, RunWriter, atomic_write, claim_run_dir)
 
@@ -305,55 +306,52 @@ class Trainer:
                     else "")
             self.writer.event(self.step, f"resumed from the checkpoint at step {self.step} "
                                          f"(epoch {self.epochs_done}){lost}")
-        status, error = "failed", ""
-        self._first_step = self.step
-        threads_before = torch.get_num_threads()
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        try:
-            self._call("on_fit_start")
-            self.flush()
-            self.method.train()
-            self.bar = tqdm(total=self.steps_per_epoch * cfg.epochs, initial=self.step,
-                            disable=not cfg.progress or not self.dist.is_main,
-                            unit="step", dynamic_ncols=True, desc=f"{cfg.method} on {cfg.dataset}")
-            for self.epoch in range(self.epochs_done, cfg.epochs):
-                self._train_epoch()
-                if self.unwritten:  # queued steps (a GPU): every one checked, on every process (same count on each)
-                    self._write_unwritten(collective=True)
-                self.epochs_done = self.epoch + 1
-                self._call("on_epoch_end")
-                self.pending["scalars"]["epoch"] = self.epochs_done
+        with intra_op_threads(self.threads):  # the run's --threads while it trains, the caller's count after
+            status, error = "failed", ""
+            self._first_step = self.step
+            try:
+                self._call("on_fit_start")
                 self.flush()
-                self._check_finite_weights()
-                self.save_checkpoint()
-                self.writer.set_meta(epoch=self.epochs_done)
-            status = "finished"
-        except NonFiniteLoss as e:
-            error = str(e)
-            self.writer.event(self.step, error, "error")
-            raise
-        except (StopRequested, KeyboardInterrupt):
-            status, error = "stopped", f"stopped by the user at step {self.step}"
-        except BaseException as e:
-            error = f"{type(e).__name__}: {e}"
-            raise
-        finally:
-            torch.set_num_threads(threads_before)
-            try:
-                self._write_unwritten(check=False)  # the steps of a stopped or failed run are kept
-            except Exception:  # noqa: BLE001 - the run's status below matters more than its last rows
-                pass
-            if getattr(self, "bar", None) is not None:
-                self.bar.close()
-            try:
-                self._call("on_fit_end", status)
+                self.method.train()
+                self.bar = tqdm(total=self.steps_per_epoch * cfg.epochs, initial=self.step,
+                                disable=not cfg.progress or not self.dist.is_main,
+                                unit="step", dynamic_ncols=True, desc=f"{cfg.method} on {cfg.dataset}")
+                for self.epoch in range(self.epochs_done, cfg.epochs):
+                    self._train_epoch()
+                    if self.unwritten:  # queued steps (a GPU): all checked, on every process (same count on each)
+                        self._write_unwritten(collective=True)
+                    self.epochs_done = self.epoch + 1
+                    self._call("on_epoch_end")
+                    self.pending["scalars"]["epoch"] = self.epochs_done
+                    self.flush()
+                    self._check_finite_weights()
+                    self.save_checkpoint()
+                    self.writer.set_meta(epoch=self.epochs_done)
+                status = "finished"
+            except NonFiniteLoss as e:
+                error = str(e)
+                self.writer.event(self.step, error, "error")
+                raise
+            except (StopRequested, KeyboardInterrupt):
+                status, error = "stopped", f"stopped by the user at step {self.step}"
+            except BaseException as e:
+                error = f"{type(e).__name__}: {e}"
+                raise
             finally:
-                self.writer.close(status, error)
-                if self.dist.is_main and stop_file.exists():
-                    stop_file.unlink()
-                if self.run_lock is not None:
-                    self.run_lock.release()
+                try:
+                    self._write_unwritten(check=False)  # the steps of a stopped or failed run are kept
+                except Exception:  # noqa: BLE001 - the run's status below matters more than its last rows
+                    pass
+                if getattr(self, "bar", None) is not None:
+                    self.bar.close()
+                try:
+                    self._call("on_fit_end", status)
+                finally:
+                    self.writer.close(status, error)
+                    if self.dist.is_main and stop_file.exists():
+                        stop_file.unlink()
+                    if self.run_lock is not None:
+                        self.run_lock.release()
         metrics = self._last_metrics() if self.dist.is_main else {}
         return TrainResult(self.run_dir, status, self.step, self.epochs_done, metrics)
 
