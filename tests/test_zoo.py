@@ -10,7 +10,8 @@ import torch.nn.functional as F
 import workbench
 from workbench.losses.infonce import extrapolate_positives, info_nce, interpolate_negatives
 from workbench.losses.swav import sinkhorn_knopp, swapped_prediction
-from workbench.methods import RotNet
+from workbench.config import ConfigError
+from workbench.methods.rotnet import ROTATIONS, rotate_batch
 from workbench.nn.momentum import FeatureQueue, momentum_update
 from workbench.nn.splitbn import SplitBatchNorm
 from workbench.runs import RunReader
@@ -130,11 +131,39 @@ def test_split_batch_norm_normalises_each_split_on_its_own():
 
 def test_rotnet_rotations_and_labels():
     x = torch.arange(2 * 1 * 3 * 3.0).view(2, 1, 3, 3)
-    rotated, labels = RotNet.rotate_all(x)
+    rotated, labels = rotate_batch(x, ROTATIONS[4])
     assert labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
     torch.testing.assert_close(rotated[:2], x)
     torch.testing.assert_close(rotated[2:4], torch.rot90(x, 1, dims=(2, 3)))
     torch.testing.assert_close(torch.rot90(rotated[6:], 1, dims=(2, 3)), x)  # 270 + 90 = identity
+    two, labels = rotate_batch(x, ROTATIONS[2])  # the paper's 2-rotation row: 0 and 180 degrees
+    assert labels.tolist() == [0, 0, 1, 1]
+    torch.testing.assert_close(two[2:], x.flip(2, 3))
+
+
+def test_rotnet_eight_rotations_match_scipy_between_the_exact_quarter_turns():
+    from scipy import ndimage
+
+    yy, xx = np.mgrid[0:16, 0:16].astype(float)
+    img = np.exp(-((yy - 5) ** 2 + (xx - 10) ** 2) / 6)  # a blob away from the centre: the direction shows
+    rotated, labels = rotate_batch(torch.tensor(img, dtype=torch.float32)[None, None], ROTATIONS[8])
+    assert labels.tolist() == list(range(8))
+    for k, angle in enumerate(ROTATIONS[8]):
+        ref = ndimage.rotate(img, angle, reshape=False, order=1, mode="constant", cval=0.0)  # counter-clockwise
+        tol = 1e-6 if angle % 90 == 0 else 0.02  # quarter turns are exact; bilinear conventions differ slightly
+        assert np.abs(rotated[k, 0].numpy() - ref).max() < tol, angle
+
+
+@pytest.mark.parametrize("rotations", [2, 8])
+def test_rotnet_trains_with_two_or_eight_rotations(quick, rotations):
+    r = workbench.train(quick(method="rotnet", epochs=1, rotations=rotations, run_name=f"rot{rotations}"))
+    with RunReader(r.run_dir) as rd:
+        acc = rd.scalar("rotation_acc")
+        assert rd.config["rotations"] == rotations and len(acc) == r.step
+    state = torch.load(r.run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert state["head.weight"].shape[0] == rotations
+    with pytest.raises(ConfigError, match=r"rotations=3 .*one of 2, 4, 8"):
+        workbench.TrainConfig(method="rotnet", rotations=3)
 
 
 def test_moco_logs_queue_scores_and_feature_transformation(quick):
