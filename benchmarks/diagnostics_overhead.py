@@ -151,12 +151,12 @@ class StepTimer:
             self.gaps[kind].append(1000 * (self.t_start - self.last_end))
         return self._step(*args, **kwargs)
 
-    def _timed_flush(self) -> None:
+    def _timed_flush(self, force: bool = True) -> None:  # the trainer's flush(force) (the loop passes False)
         tr = self.trainer
         if self.t_start is not None and "online_linear_loss" in tr.pending["scalars"]:
             self.probe_steps += 1
         if self.mode.store or tr.writer is None:
-            self._flush()
+            self._flush(force=force)
         else:
             tr.pending = {"scalars": {}, "histograms": {}}
         if self.t_start is not None:  # the flush that ends a step (not the epoch-end or start-up ones)

@@ -32,3 +32,14 @@ def test_gpu_benchmark_cpu_path_prints_epochs_table_and_breakdown(gpu, capsys, t
     shares = [float(line.split("|")[3].strip().rstrip("%")) for line in out.splitlines()
               if line.startswith(("| views", "| model step", "| diagnostics"))]
     assert len(shares) == 3 and sum(shares) == pytest.approx(100, abs=0.5)
+
+
+def test_diagnostics_overhead_benchmark_runs_through_on_the_real_engine(monkeypatch, capsys):
+    """The whole path at a tiny size: it patches the trainer's step and flush, so an engine change that the patch
+    does not follow (the flush gained an argument once and the script died at its first step) fails here."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    bench = importlib.import_module("diagnostics_overhead")
+    text = bench.main(["--cycles-digits", "1", "--cycles-fashion", "0", "--piece-reps", "2", "--eval-reps", "1"])
+    first_table = text.split("all live diagnostics, % of a store-only step")[0]
+    assert "| digits 8x8" in first_table and "fashion-mnist" not in first_table  # --cycles-fashion 0: not trained
+    assert "total: from pieces" in text
