@@ -163,7 +163,10 @@ print(f"{result.status} after {result.step} steps in {time.time() - t0:.1f} s: P
 #
 # The wipe shows the enhanced image left of the line and the dark input right of it. Pick a held-out image and an
 # evaluation (the first one, at step 0, is the untrained network). PSNR compares with the normal-light reference
-# (higher is better); SSIM compares local structure (1 is identical).
+# (higher is better); SSIM compares local structure (1 is identical). The first figure is drawn as a plain figure;
+# the sliders draw below it. (Drawing into an `Output` widget while the cell runs made `make tutorials` stall:
+# nbclient then writes to the kernel on the channel where it waits for the cell's reply, and now and then the
+# reply was never seen.)
 
 # %%
 reader = RunReader(handle.run_dir)
@@ -171,33 +174,37 @@ evaluations = reader.artifacts("lowlight")["step"].tolist()
 snaps = {step: reader.snapshot("lowlight", step) for step in evaluations}
 reader.close()
 
+
+def wipe_figure(step, i, wipe):
+    """Image ``i`` at evaluation ``step``: enhanced left of the line at ``wipe`` %, the dark input right of it."""
+    snap = snaps[step]
+    low, enhanced = (snap[k][i].transpose(1, 2, 0) for k in ("input", "enhanced"))
+    cut = int(round(wipe / 100 * low.shape[1]))
+    wiped = low.copy()
+    wiped[:, :cut] = enhanced[:, :cut]
+    f = px.imshow(np.concatenate([wiped, snap["reference"][i].transpose(1, 2, 0)], axis=1),
+                  title=f"step {step}, image {i}: PSNR {snap['psnr'][i]:.2f} dB (input "
+                        f"{snap['psnr_input'][i]:.2f}), SSIM {snap['ssim'][i]:.3f}; right: reference")
+    f.update_xaxes(showticklabels=False).update_yaxes(showticklabels=False)
+    return f.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10))
+
+
+wipe_figure(evaluations[-1], 0, 50).show()  # the starting point; the sliders below redraw it
 out = widgets.Output()
 step_w = widgets.SelectionSlider(options=evaluations, value=evaluations[-1], description="step")
 image_w = widgets.IntSlider(0, 0, len(snaps[evaluations[-1]]["input"]) - 1, description="image")
 wipe_w = widgets.IntSlider(50, 0, 100, description="wipe %")
 
 
-def show(*_):
-    snap = snaps[step_w.value]
-    i = image_w.value
-    low, enhanced = (snap[k][i].transpose(1, 2, 0) for k in ("input", "enhanced"))
-    cut = int(round(wipe_w.value / 100 * low.shape[1]))
-    wiped = low.copy()
-    wiped[:, :cut] = enhanced[:, :cut]
-    f = px.imshow(np.concatenate([wiped, snap["reference"][i].transpose(1, 2, 0)], axis=1),
-                  title=f"step {step_w.value}, image {i}: PSNR {snap['psnr'][i]:.2f} dB (input "
-                        f"{snap['psnr_input'][i]:.2f}), SSIM {snap['ssim'][i]:.3f}; right: reference")
-    f.update_xaxes(showticklabels=False).update_yaxes(showticklabels=False)
-    f.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10))
+def show(*_):  # draws into `out` only when a slider moves (see the note above the cell)
     out.clear_output(wait=True)
     with out:
-        f.show()
+        wipe_figure(step_w.value, image_w.value, wipe_w.value).show()
 
 
 for w in (step_w, image_w, wipe_w):
     w.observe(show, names="value")
 display(widgets.HBox([step_w, image_w, wipe_w]), out)
-show()
 
 # %% [markdown]
 # ## 4. Against the baselines
