@@ -23,9 +23,9 @@ from workbench.engine.config import RESUMABLE, TrainConfig
 from workbench.engine.device import (autocast, compile_forward, compiler_missing, cpu_threads,
                                      needs_grad_scaler, resolve_device, resolve_precision, step_rng)
 from workbench.nn.globalbn import convert_global_batchnorm
-from workbench.threads import intra_op_threads
 from workbench.runs.store import (CHECKPOINT, DB_NAME, LOCK_FILE, STOP_FILE, RunBusy, RunLock, RunReader,
                                   RunStoreError, RunWriter, atomic_write, claim_run_dir)
+from workbench.threads import intra_op_threads
 
 ON_DEVICE_MAX_BYTES = 2 << 30  # datasets up to 2 GiB live on the training device; larger ones stream per batch
 
