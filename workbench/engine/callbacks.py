@@ -197,9 +197,9 @@ class OnlineLinearProbe(Callback):
             self.probe = torch.nn.Sequential(torch.nn.BatchNorm1d(h.shape[1], affine=False),
                                              torch.nn.Linear(h.shape[1], classes)).to(h.device)
             self.optimizer = torch.optim.Adam(self.probe.parameters(), lr=self.lr)
-        # one thread: the probe's ~20 small ops each woke the sleeping intra-op pool (OMP_WAIT_POLICY=PASSIVE):
-        # 1.61 ms a step on 2 threads against 0.74 ms on one (256 x 256 features, 10 classes, 2-core machine)
-        with torch.enable_grad(), intra_op_threads(1):
+        # on a CPU, one thread: the probe's ~20 small ops each woke the sleeping intra-op pool (OMP_WAIT_POLICY=
+        # PASSIVE): 1.61 ms a step on 2 threads against 0.74 ms on one (256 x 256 features, 10 classes, 2 cores)
+        with torch.enable_grad(), intra_op_threads(1 if h.device.type == "cpu" else None):
             self.probe.train()
             loss = F.cross_entropy(self.probe(h), labels)
             self.optimizer.zero_grad(set_to_none=True)
