@@ -67,8 +67,8 @@ from workbench.diagnostics.geometry import uniformity_reference
 from workbench.engine.evaluate import load_representation
 from workbench.engine.features import extract_features
 from workbench.runs import RunReader
-from workbench.ui.notebook import (comparison_figure, draw_curves, draw_histograms, follow, smoke_mode,
-                                   step_status, tutorial_runs_dir)
+from workbench.ui.notebook import (comparison_figure, draw_curves, draw_histograms, follow, redraw_on_change,
+                                   smoke_mode, step_status, tutorial_runs_dir)
 from workbench.ui.tutorial_charts import (check_finding, gradient_share_figure, gradient_shares, share_summary,
                                           sweep_lines)
 
@@ -174,22 +174,10 @@ def share_figure(tau, i):
                                  f"of the push lands on its own class ({same.mean():.0%} of the negatives)")
 
 
-share_figure(0.2, 0).show()  # the starting point; the sliders below redraw it
-out = widgets.Output()
 tau_w = widgets.FloatLogSlider(value=0.2, base=10, min=-2, max=0.3, step=0.05, description="tau",
                                readout_format=".3f", continuous_update=False)
 anchor_w = widgets.IntSlider(0, 0, len(S) - 1, description="anchor", continuous_update=False)
-
-
-def show(*_):
-    out.clear_output(wait=True)
-    with out:
-        share_figure(tau_w.value, anchor_w.value).show()
-
-
-tau_w.observe(show, names="value")
-anchor_w.observe(show, names="value")
-display(widgets.HBox([tau_w, anchor_w]), out)
+redraw_on_change(lambda: share_figure(tau_w.value, anchor_w.value), [tau_w, anchor_w])  # the sliders draw below
 
 # %% [markdown]
 # Averaged over all 500 anchors, at the temperatures of the sweep (and the extremes):

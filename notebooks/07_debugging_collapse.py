@@ -58,8 +58,8 @@ from IPython.display import display
 import workbench
 from workbench.runs import RunReader
 from workbench.ui import charts, probe_charts
-from workbench.ui.notebook import (comparison_figure, draw_curves, draw_histograms, follow, smoke_mode,
-                                   step_status, tutorial_runs_dir)
+from workbench.ui.notebook import (comparison_figure, draw_curves, draw_histograms, follow, redraw_on_change,
+                                   smoke_mode, step_status, tutorial_runs_dir)
 from workbench.ui.tutorial_charts import check_finding
 
 SMOKE = smoke_mode()
@@ -143,19 +143,8 @@ def histogram(name):
     return f.update_layout(title=f"{name}: " + f.layout.title.text)
 
 
-histogram("no negatives").show()
-out = widgets.Output()
 pick = widgets.ToggleButtons(options=list(runs), value="no negatives", description="compare")
-
-
-def show_histogram(change):
-    out.clear_output(wait=True)
-    with out:
-        histogram(change["new"]).show()
-
-
-pick.observe(show_histogram, names="value")
-display(pick, out)
+redraw_on_change(lambda: histogram(pick.value), [pick])  # another run picked: its histogram below
 
 # %% [markdown]
 # **The projection's spread** (`collapse_std` over $1/\sqrt d$, dashed line = what points spread over the sphere

@@ -57,7 +57,6 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 import ipywidgets as widgets
-from IPython.display import display
 import torch
 
 import workbench
@@ -66,7 +65,7 @@ from workbench.data.views import image_grid
 from workbench.diagnostics import image_quality as iq
 from workbench.lowlight.enhance import enhance_array, load_enhancer
 from workbench.lowlight.methods.base import adaptive_gamma, gamma_correction
-from workbench.ui.notebook import smoke_mode, tutorial_runs_dir, watch
+from workbench.ui.notebook import redraw_on_change, smoke_mode, tutorial_runs_dir, watch
 from workbench.runs import RunReader
 from workbench.ui.tutorial_charts import check_finding
 
@@ -163,10 +162,7 @@ print(f"{result.status} after {result.step} steps in {time.time() - t0:.1f} s: P
 #
 # The wipe shows the enhanced image left of the line and the dark input right of it. Pick a held-out image and an
 # evaluation (the first one, at step 0, is the untrained network). PSNR compares with the normal-light reference
-# (higher is better); SSIM compares local structure (1 is identical). The first figure is drawn as a plain figure;
-# the sliders draw below it. (Drawing into an `Output` widget while the cell runs made `make tutorials` stall:
-# nbclient then writes to the kernel on the channel where it waits for the cell's reply, and now and then the
-# reply was never seen.)
+# (higher is better); SSIM compares local structure (1 is identical). The sliders draw below the first figure.
 
 # %%
 reader = RunReader(handle.run_dir)
@@ -189,22 +185,10 @@ def wipe_figure(step, i, wipe):
     return f.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10))
 
 
-wipe_figure(evaluations[-1], 0, 50).show()  # the starting point; the sliders below redraw it
-out = widgets.Output()
 step_w = widgets.SelectionSlider(options=evaluations, value=evaluations[-1], description="step")
 image_w = widgets.IntSlider(0, 0, len(snaps[evaluations[-1]]["input"]) - 1, description="image")
 wipe_w = widgets.IntSlider(50, 0, 100, description="wipe %")
-
-
-def show(*_):  # draws into `out` only when a slider moves (see the note above the cell)
-    out.clear_output(wait=True)
-    with out:
-        wipe_figure(step_w.value, image_w.value, wipe_w.value).show()
-
-
-for w in (step_w, image_w, wipe_w):
-    w.observe(show, names="value")
-display(widgets.HBox([step_w, image_w, wipe_w]), out)
+redraw_on_change(lambda: wipe_figure(step_w.value, image_w.value, wipe_w.value), [step_w, image_w, wipe_w])
 
 # %% [markdown]
 # ## 4. Against the baselines

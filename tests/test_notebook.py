@@ -40,3 +40,25 @@ def test_interrupting_the_kernel_stops_the_run(tmp_path, capsys):
 
     assert follow(fake, refresh) == "joined" and fake.stopped
     assert "stop requested" in capsys.readouterr().out
+
+
+def test_redraw_on_change_draws_once_then_again_for_each_control_change(capsys):
+    import ipywidgets as widgets
+
+    from workbench.ui.notebook import redraw_on_change
+
+    shown = []
+
+    class Figure:  # stands in for a plotly figure: records what was shown
+        def __init__(self, value):
+            self.value = value
+
+        def show(self):
+            shown.append(self.value)
+
+    a, b = widgets.IntSlider(1, 0, 9), widgets.IntSlider(5, 0, 9)
+    redraw_on_change(lambda: Figure((a.value, b.value)), [a, b])
+    assert shown == [(1, 5)]  # the first figure, drawn at once
+    a.value = 2
+    b.value = 7
+    assert shown == [(1, 5), (2, 5), (2, 7)]

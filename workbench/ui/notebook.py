@@ -3,6 +3,7 @@
     result = watch(handle, plotly_figure, refresh)   # refresh(figure, reader) updates the figure, returns a status
     result = follow(handle, on_reader)               # the polling loop alone
     SMOKE = smoke_mode(); RUNS_DIR = tutorial_runs_dir("temperature", SMOKE)   # a tutorial's first cell
+    redraw_on_change(lambda: figure_for(slider.value), [slider])   # a figure the user redraws with widgets
     fig = comparison_figure(titles, names)           # runs one after the other: histogram + two panels per run
     draw_histograms(fig, reader); draw_curves(fig, reader.scalars(keys), {trace: key}); step_status(reader)
 """
@@ -30,6 +31,30 @@ def tutorial_runs_dir(name: str, smoke: bool) -> str:
     if smoke:
         return tempfile.mkdtemp(prefix=f"workbench-{name}-")
     return os.environ.get("WORKBENCH_RUNS_DIR", "../runs" if Path.cwd().name == "notebooks" else "runs")
+
+
+def redraw_on_change(draw: Callable[[], object], controls: list) -> None:
+    """Show the plotly figure ``draw()`` returns as a plain figure, then ``controls`` (ipywidgets, in a row) and
+    under them an ``Output`` widget where ``draw()`` is drawn again whenever one of them changes value.
+
+    The first figure is a plain one, not drawn into the ``Output``: it stays in exported HTML, and nothing enters
+    an ``Output`` widget while the cell runs. When something did (notebook 08's wipe), nbclient wrote the widget's
+    state back to the kernel on the socket where it was waiting for the cell's reply, and now and then never saw
+    that reply: ``make tutorials`` stalled with the kernel idle."""
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    draw().show()
+    out = widgets.Output()
+
+    def redraw(_change=None) -> None:
+        out.clear_output(wait=True)
+        with out:
+            draw().show()
+
+    for control in controls:
+        control.observe(redraw, names="value")
+    display(widgets.HBox(list(controls)), out)
 
 
 class LiveFigure:

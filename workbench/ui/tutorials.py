@@ -65,9 +65,9 @@ def run_notebook(notebook: Path, out: Path, timeout: int = 1800, smoke: bool = F
     cmd = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--allow-errors",
            f"--ExecutePreprocessor.timeout={timeout}", "--output-dir", str(out.resolve()), "--output",
            executed.name, str(notebook)]
-    # nbconvert's (and its kernel's) output goes to a file, not to pipes read at the end: with captured pipes the
-    # low-light notebook stalled twice after its live training cell (kernel and nbconvert both idle), never with a
-    # file (three runs); the log also keeps the whole story of a failed run
+    # nbconvert's (and its kernel's) output goes to a file, which keeps the whole story of a failed run. (The stalls
+    # once blamed on captured pipes came from a cell drawing into an ipywidgets Output while it ran: see
+    # workbench.ui.notebook.redraw_on_change.)
     log = out / f"{notebook.stem}.log"
     t0 = time.perf_counter()
     with open(log, "w") as sink:
