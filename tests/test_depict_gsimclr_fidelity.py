@@ -144,6 +144,45 @@ def test_depict_reconstructs_every_layer_with_the_official_weights():
     assert out.loss.item() == pytest.approx(float(expected), rel=1e-5)
 
 
+def test_depict_hidden_reconstruction_targets_carry_their_gradient_as_officially():
+    """``build_MdA``: ``tar1 = get_output(l_e1, deterministic=True)`` is a Theano expression of the encoder's
+    weights, so ``loss1 = 0.1 ||rec1 - tar1||^2`` also pulls the encoder's features towards their reconstruction.
+    Transcribed here with autograd on both sides; a target held without gradient gives another encoder gradient."""
+    from workbench.nn.autoencoders import encode_blocks
+
+    images, _ = blobs()
+    m = tiny_depict(images, pretrain_steps=10**6)  # no dropout: the corrupted path is the clean one
+    ref = copy.deepcopy(m)
+    m.step(images[:16], 0, torch.Generator().manual_seed(0)).loss.backward()
+    x = ref.views.prepare(images[:16])
+    blocks, h = encode_blocks(ref.backbone, x)
+    x_hat, *hidden = ref.decoder(ref.embed_clusters(h), [tuple(b.shape[1:]) for b in blocks] + [tuple(x.shape[1:])])
+    (F.mse_loss(x_hat, x) + sum(0.1 * F.mse_loss(d, e) for d, e in zip(hidden, blocks))).backward()
+    first = lambda net: next(p for p in net.backbone.parameters())  # noqa: E731  the first conv's weight
+    torch.testing.assert_close(first(m).grad, first(ref).grad, rtol=1e-4, atol=1e-6)
+
+
+def test_depict_official_encoder_keeps_an_embedding_that_separates_images():
+    """The official encoder (no batch-norm) on 16 px digits, 60 pre-training steps at the default lr: the tanh
+    embedding still varies across images. With the hidden targets held without gradient its features grew until
+    every image had the same saturated z (spread 0.0000, all units at +-1 by step 20)."""
+    from sklearn.datasets import load_digits
+
+    x = torch.as_tensor(load_digits().images[:400] * 255 / 16).round().to(torch.uint8).unsqueeze(1)
+    torch.manual_seed(0)
+    m = DEPICT(SmallConvNet(1), ContrastiveViews(ViewConfig(size=16), mean=(0.3,), std=(0.4,)), x, n_clusters=10,
+               size=16, encoder="official", pretrain_steps=10**6)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    for step in range(60):
+        opt.zero_grad()
+        m.step(x[torch.randperm(len(x), generator=g)[:100]], step, g).loss.backward()
+        opt.step()
+    z = m.whole_set()[0]
+    assert z.std(0).mean() > 0.1  # images still differ in the embedding
+    assert (z.abs() > 0.99).float().mean() < 0.5  # and most of its units are not saturated
+
+
 def test_depict_corrupts_with_dropout():
     images = torch.full((48, 1, 8, 8), 255, dtype=torch.uint8)
     m = tiny_depict(images, pretrain_steps=10**6)

@@ -11,7 +11,8 @@ training set, once per epoch, and held fixed for that epoch::
     L = -(1/B) sum_i sum_k q_ik log p~_ik  +  ||x - x^~||^2 + 0.1 sum_l ||e_l - d_l||^2
 
 ``e_l`` is the clean output of encoder block l and ``d_l`` the decoder's reconstruction of it (layer-wise
-reconstruction). Procedure: (1) ``pretrain`` steps of reconstruction only; (2) a clustering of the clean embeddings
+reconstruction); as officially the gradient flows through both (a target held without gradient lets the official
+encoder's features grow until the tanh embedding is one saturated point for every image: measured on 16 px digits). Procedure: (1) ``pretrain`` steps of reconstruction only; (2) a clustering of the clean embeddings
 of the training set (``--init-clustering``: AC-PIC, the official code's for the small sets USPS and MNIST-test, up
 to 20,000 images; k-means with 40 restarts, its choice for MNIST-full and its other sets, above, and also in place
 of an AC-PIC result that left a cluster below 10% of the balanced size n / K: a few outliers that nothing links to,
@@ -30,8 +31,7 @@ It is the default (``--encoder auto``) from 16 px (USPS, the official code's sma
 images (8 px digits; ``--encoder backbone``) the encoder is the workbench backbone (4 conv-BN-ReLU blocks, pooled)
 and every hidden block is reconstructed with weight 0.1 (officially 2 conv layers); with ``--encoder official`` the
 last decoder layer is linear (officially tanh, on images scaled to [-1, 1]; here the pixels are mean/std
-normalised) and 8 px digits go 8 -> 3 -> 2 px through the MNIST layout; either way each block's clean output is a
-target without gradient (officially the gradient flows through it too); AC-PIC's incremental path integral is
+normalised) and 8 px digits go 8 -> 3 -> 2 px through the MNIST layout; AC-PIC's incremental path integral is
 computed to its leading order in z (exact up to O(z^3) at the official z = 0.01; officially by dense matrix
 inversions), and under ``--init-clustering auto`` a degenerate AC-PIC result (above) is replaced by k-means
 (officially USPS and MNIST-test always keep AC-PIC's result; ``--init-clustering acpic`` keeps it too); the init
@@ -378,8 +378,9 @@ class DEPICT(Method):
     def step(self, images: torch.Tensor, step: int, generator: torch.Generator) -> StepOutput:
         self.steps_done.fill_(step + 1)
         x = self.views.prepare(images)
-        with torch.no_grad():
-            clean_blocks, _ = encode_blocks(self.backbone, x)  # targets of the hidden reconstructions
+        # the hidden reconstructions' targets, with their gradient as officially (build_MdA's tar1, tar2): it keeps
+        # the encoder's un-normalised features from growing until the tanh embedding saturates to one point
+        clean_blocks, _ = encode_blocks(self.backbone, x)
         noisy_blocks, h_noisy = encode_blocks(self.backbone, x, self.dropouts, generator)
         z_noisy = self.embed_clusters(h_noisy)
         x_hat, *hidden = self.decoder(z_noisy, [tuple(b.shape[1:]) for b in clean_blocks] + [tuple(x.shape[1:])])
