@@ -10,10 +10,10 @@ near its peak). It trains until ``--budget`` seconds of wall clock (default 120)
 step in flight.
 
 A method that declares its paper's values of these common options (``common_defaults``: DEPICT's Adam lr 1e-3
-without decay, batch 100, a 60-epoch schedule) runs with them, as a plain ``workbench train --method ...`` would:
+without decay, batch 100, a 120-epoch schedule) runs with them, as a plain ``workbench train --method ...`` would:
 the table's "batch" and "optimiser" columns say what each row used, and its images/s are counted at that batch.
 The same holds for the methods' own options: G-SimCLR's and DEPICT's autoencoder pre-training runs for their own
-``--pretrain-epochs`` (5 and 20) unless ``--pretrain-epochs`` here says otherwise.
+``--pretrain-epochs`` (5 and 60) unless ``--pretrain-epochs`` here says otherwise.
 
 * workbench (simclr, moco, swav, rotnet, gsimclr, depict): the real engine, ``Trainer(TrainConfig(method=...,
   dataset="fashion-mnist", backbone="convnet", device="cpu", subset=..., progress=False), callbacks=[Budget])``
@@ -427,7 +427,7 @@ def main(argv=None) -> str:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--pretrain-epochs", type=float, default=None,
                    help="G-SimCLR's and DEPICT's autoencoder epochs before their main stage (default: each method's "
-                        "own, 5 and 20; a CPU budget of a couple of minutes may need fewer)")
+                        "own, 5 and 60; a CPU budget of a couple of minutes may need fewer)")
     p.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "digits"),
                    help="the data (default fashion-mnist; digits: 8x8, the subset is the whole training split)")
     args = p.parse_args(argv)

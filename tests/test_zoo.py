@@ -245,7 +245,7 @@ def test_depict_clusters_digits(quick):
 
 
 def test_zoo_runs_each_method_at_its_own_common_defaults(tmp_path, monkeypatch):
-    """benchmarks/zoo.py: DEPICT keeps its declared Adam / batch 100 / 60 epochs and its own pre-training; the others
+    """benchmarks/zoo.py: DEPICT keeps its declared Adam / batch 100 / 120 epochs and its own pre-training; the others
     get the zoo's shared AdamW, batch 256; each row's images/s are counted at the batch it used."""
     import argparse
     import importlib
@@ -258,8 +258,8 @@ def test_zoo_runs_each_method_at_its_own_common_defaults(tmp_path, monkeypatch):
     args = argparse.Namespace(dataset="digits", subset=10000, epochs=100, pretrain_epochs=None)
     d = zoo.zoo_config("depict", args, str(tmp_path))
     assert {k: getattr(d, k) for k in DEPICT.common_defaults} == DEPICT.common_defaults
-    assert (d.batch_size, d.optimizer, d.weight_decay, d.epochs) == (100, "adam", 0.0, 60)
-    assert d.pretrain_epochs == 20  # DEPICT's own, not a zoo-wide 1
+    assert (d.batch_size, d.optimizer, d.weight_decay, d.epochs) == (100, "adam", 0.0, 120)
+    assert d.pretrain_epochs == 60  # DEPICT's own, not a zoo-wide 1
     s = zoo.zoo_config("simclr", args, str(tmp_path))
     assert (s.batch_size, s.optimizer, s.lr, s.weight_decay, s.epochs) == (256, "adamw", 1e-3, 1e-4, 100)
     g = zoo.zoo_config("gsimclr", argparse.Namespace(**{**vars(args), "pretrain_epochs": 2.0}), str(tmp_path))
