@@ -144,9 +144,8 @@ def depict_target(p: torch.Tensor, form: str = "paper") -> torch.Tensor:
 @dataclass
 class DEPICTOptions(MethodOptions):
     n_clusters: int | None = option(None, "clusters of the softmax head (default: the number of classes)", ge=2)
-    pretrain_epochs: float = option(60.0, "epochs of reconstruction only before the clustering objective (default "
-                                    "half of the 120-epoch run; officially until the held-out reconstruction stops "
-                                    "improving, hundreds of epochs)", ge=0)
+    pretrain_epochs: float = option(60.0, "epochs of reconstruction only before the clustering objective "
+                                    "(officially until the held-out reconstruction stops improving: hundreds)", ge=0)
     init_epochs: int = option(20, "at most this many epochs of cross-entropy on the initial clustering's labels "
                               "before the DEPICT targets (officially up to 1000; early-stopped, see --init-patience)",
                               ge=0)
