@@ -485,6 +485,18 @@ def test_clusters_page_when_the_methods_own_clusters_start_late(tmp_path):
     assert any(t.startswith("matched confusion at step 10: ACC 1.000") for t in specs(at))
 
 
+def test_curves_page_draws_depicts_own_curves(tmp_path):
+    w = RunWriter(tmp_path / "depict", {"method": "depict", "dataset": "digits", "config": {"epochs": 2}})
+    for step, moved in ((10, 0.0), (20, 0.04)):
+        w.log(step, {"loss": 1.0, "target_change": 1e-3, "moved_from_init": moved})
+    w.close("finished")
+    at = app_on(tmp_path, "views/curves.py")
+    assert not at.exception
+    charts = specs(at)
+    [title] = [t for t in charts if "moved off the first clustering" in t]
+    assert [pytest.approx(values(d["y"])) for d in charts[title]["data"] if "y" in d] == [[0.0, 0.04]]
+
+
 def test_curves_page_never_raises_on_an_odd_stored_reference(tmp_path):
     """The reference lines need the embedding size d: read from the run's config, and a value that cannot be a size
     (here collapse_ref = 1, i.e. d = 1, in a run without proj_dim) leaves the line out with a reason."""

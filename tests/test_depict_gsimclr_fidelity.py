@@ -89,6 +89,22 @@ def test_depict_target_is_built_over_the_whole_set_once_per_epoch_and_held():
     assert np.mean((q_now - q_ref.numpy()) ** 2) > 1e-7
 
 
+def test_depict_logs_the_share_of_images_its_clustering_stage_moved_off_the_first_clustering():
+    """``moved_from_init``: the clean head's argmax over the whole training set against the first clustering's labels
+    (which set the head's cluster ids), recomputed here from a deep copy of the network."""
+    images, _ = blobs()
+    m = tiny_depict(images)
+    m.init_epochs = 0
+    g = torch.Generator().manual_seed(0)
+    m.batch_order(4, 12, g)  # the first clustering, then the first target
+    assert m.epoch_logs["moved_from_init"] == pytest.approx(
+        np.mean(clean_whole_set(m, images)[1].argmax(1) != m.labels.numpy()))
+    m.labels[:5] = (m.labels[:5] + 1) % 3  # a first clustering the head disagrees with on at least 5 images
+    m.batch_order(4, 12, g)
+    moved = np.mean(clean_whole_set(m, images)[1].argmax(1) != m.labels.numpy())
+    assert moved >= 5 / 48 and m.epoch_logs["moved_from_init"] == pytest.approx(moved)
+
+
 def test_depict_target_change_is_the_official_mse_and_convergence_stops_rebuilding():
     images, _ = blobs()
     m = tiny_depict(images)

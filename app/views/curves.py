@@ -33,6 +33,7 @@ GROUPS = [
     ("queue_same_label_frac", "MoCo: queue entries of the query's class (false negatives)", None),
     ("epoch_coverage", "G-SimCLR: fraction of the images an epoch shows", None),
     ("target_change", "DEPICT: change of the epoch's target (MSE; stops below 1e-7)", None),
+    ("moved_from_init", "DEPICT: images the clustering stage moved off the first clustering", None),
 ]
 
 

@@ -21,7 +21,9 @@ unit-norm centroids (bias 0) and trained with cross-entropy on those labels plus
 training images, early-stopped as officially: after each epoch the NMI between the head's clean predictions on the
 held-out 10% and the initial labels (no class labels), stop once it has not improved for more than
 ``--init-patience`` (5) epochs, and restore the best epoch's weights; (3) DEPICT epochs, each starting with the
-whole-set target above, until the mean squared change of successive targets falls below 1e-7.
+whole-set target above, until the mean squared change of successive targets falls below 1e-7. Each of those
+epochs logs that change (``target_change``) and ``moved_from_init``, the share of training images whose clean
+assignment is no longer the first clustering's label.
 
 Follows ``herandy/DEPICT`` (``functions.py``: ``build_MdA``, ``train_RLC``, whose init stage is ``train_fn_init``).
 ``--encoder official`` is ``build_MdA`` with the MNIST / USPS settings (``dataset_settings``): convs 4x4 and 5x5,
@@ -361,11 +363,15 @@ class DEPICT(Method):
         else:
             self.order = torch.randperm(n, generator=generator)[: steps * batch_size].view(steps, -1)
         if int(self.stage) == DEPICT_STAGE and not bool(self.converged):
-            q = depict_target(self.whole_set()[1].cpu().double(), self.target).float()
+            p = self.whole_set()[1].cpu()
+            q = depict_target(p.double(), self.target).float()
             change = float((q - self.q).pow(2).mean())
             self.q.copy_(q)
+            # how far the clustering stage has taken the head from the first clustering (its labels set the head's
+            # cluster ids, so no matching is needed): near 0 when the balanced targets only sharpen the clusters
             self.epoch_logs.update({"target_change": change, "target_clusters_used":
-                                    (torch.bincount(q.argmax(1), minlength=self.n_clusters) > 0).float().mean().item()})
+                                    (torch.bincount(q.argmax(1), minlength=self.n_clusters) > 0).float().mean().item(),
+                                    "moved_from_init": (p.argmax(1) != self.labels.cpu()).float().mean().item()})
             if change < CONVERGED_MSE:
                 self.converged.fill_(True)
                 self.epoch_notes.append(f"DEPICT targets converged (mean squared change {change:.2e} < 1e-7): the "
