@@ -495,6 +495,8 @@ def test_curves_page_draws_depicts_own_curves(tmp_path):
     charts = specs(at)
     [title] = [t for t in charts if "moved off the first clustering" in t]
     assert [pytest.approx(values(d["y"])) for d in charts[title]["data"] if "y" in d] == [[0.0, 0.04]]
+    yaxis = charts[title]["layout"]["yaxis"]  # a share: from 0, in percent
+    assert yaxis["rangemode"] == "tozero" and yaxis["tickformat"] == ".1%"
 
 
 def test_curves_page_never_raises_on_an_odd_stored_reference(tmp_path):

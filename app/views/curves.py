@@ -35,6 +35,7 @@ GROUPS = [
     ("target_change", "DEPICT: change of the epoch's target (MSE; stops below 1e-7)", None),
     ("moved_from_init", "DEPICT: images the clustering stage moved off the first clustering", None),
 ]
+SHARES = {"queue_self_frac", "queue_same_label_frac", "epoch_coverage", "moved_from_init"}  # axes from 0, in %
 
 
 @st.fragment(run_every=REFRESH)
@@ -63,6 +64,8 @@ def show(names: list[str]) -> None:
                 else:
                     cols[i % 2].caption(f"No reference line for {key}: the run's embedding size d={d} is below 2.")
         fig = charts.overlay(runs, key, title, smoothing if key in ("loss", "img_per_s") else 0.0, reference)
+        if key in SHARES:  # a share of images: from 0, so that 0.5% does not fill the chart as if it were much
+            fig.update_yaxes(rangemode="tozero", tickformat=".1%")
         cols[i % 2].plotly_chart(fig, width="stretch", key=f"curve-{key}")
     blocks = {}  # RotNet: the middle blocks transfer best
     for n, f in runs.items():
