@@ -466,7 +466,8 @@ def test_probes_page_says_why_a_lowlight_run_has_no_probes(tmp_path):
 
 
 def test_clusters_page_when_the_methods_own_clusters_start_late(tmp_path):
-    """DEPICT logs its own assignments only after its k-means initialisation: earlier snapshots have none."""
+    """DEPICT logs its own assignments only after its first clustering (AC-PIC or k-means): earlier snapshots have
+    none."""
     w = RunWriter(tmp_path / "depict", {"method": "depict", "dataset": "digits", "classes": [str(i) for i in range(3)]})
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(3), 20)

@@ -70,7 +70,7 @@ def train_mode_log_p(m, images):
 def test_depict_target_is_built_over_the_whole_set_once_per_epoch_and_held():
     images, _ = blobs()
     m = tiny_depict(images)
-    m.init_epochs = 0  # straight to the DEPICT targets after the k-means initialisation
+    m.init_epochs = 0  # straight to the DEPICT targets after the first clustering
     opt = torch.optim.SGD(m.parameters(), lr=0.5)
     g = torch.Generator().manual_seed(0)
     order = m.batch_order(4, 12, g)

@@ -44,12 +44,14 @@ def show(name: str) -> None:
     if f is not None and any(k in f for k in keys):
         c1.plotly_chart(charts.curves(f, keys, "clustering quality over time"), width="stretch", key="cq")
     # occupancy: cluster sizes (largest first) per snapshot; a collapse puts everything into one cluster. A method's
-    # own assignments may start late (DEPICT's after its k-means initialisation): only snapshots that carry them
+    # own assignments may start late (DEPICT's after its first clustering, AC-PIC or k-means): only snapshots that
+    # carry them
     found = [(s, load_array(run_path, "embeddings", s, source)) for s in steps]
     found = [(s, a) for s, a in found if a is not None]
     if len(found) < len(steps):
         st.caption(f"{SOURCES[source].capitalize()} start at step {found[0][0]}: the {len(steps) - len(found)} "
-                   "earlier snapshots have none (e.g. DEPICT's before its k-means initialisation).")
+                   "earlier snapshots have none (e.g. DEPICT's, before the first clustering, by AC-PIC or k-means, "
+                   "that ends its pre-training).")
     steps = [s for s, _ in found]
     occ = []
     for _, a in found:
