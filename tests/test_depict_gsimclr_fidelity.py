@@ -305,6 +305,75 @@ def test_depict_init_stage_early_stops_on_the_held_out_nmi_and_keeps_the_best_we
     assert len(set(m.order.flatten().tolist())) == 40  # the DEPICT stage: a permutation of all images again
 
 
+@torch.no_grad()
+def held_out_reconstruction(m, images):
+    """``train_MdA_val``'s ``validation_error``: ``loss_recons_clean`` (no dropout) on the held-out images, the
+    encoder's block outputs collected by hand from a copy in eval mode."""
+    net = copy.deepcopy(m).eval()
+    x = net.views.prepare(images[net.holdout])
+    blocks, h = [], x
+    for layer in net.backbone.features:
+        h = layer(h)
+        if isinstance(layer, torch.nn.ReLU):
+            blocks.append(h)
+    z = torch.tanh(net.embedding(net.backbone.pool(h).flatten(1)))
+    x_hat, *hidden = net.decoder(z, [tuple(b.shape[1:]) for b in blocks] + [tuple(x.shape[1:])])
+    return float(((x_hat - x) ** 2).mean() + sum(0.1 * ((d - e) ** 2).mean() for d, e in zip(hidden, blocks)))
+
+
+def test_depict_pretraining_early_stops_on_the_held_out_reconstruction_and_keeps_the_best_weights(monkeypatch):
+    """``--pretrain-patience`` (``train_MdA_val``): a 10% split left out of pre-training, its clean reconstruction
+    loss after each epoch, stop once it has not improved for more than ``patience`` epochs and restore the best
+    epoch's weights; the init stage's early stop then scores the same split (officially the same
+    ``train_test_split``, ``random_state=42``, twice)."""
+    from workbench.methods.depict import INIT, PRETRAIN
+
+    images, _ = blobs()
+    m = tiny_depict(images, pretrain_steps=10**6)
+    m.pretrain_patience, m.init_epochs, m.init_patience, m.init_clustering = 2, 50, 5, "kmeans"
+    g = torch.Generator().manual_seed(0)
+    order = m.batch_order(4, 10, g)  # the first epoch: the split is drawn, nothing scored yet
+    assert int(m.stage) == PRETRAIN
+    held = set(m.holdout.nonzero().flatten().tolist())
+    assert len(held) == 5 and not held & set(order.flatten().tolist())
+    assert m.holdout_reconstruction() == pytest.approx(held_out_reconstruction(m, images), rel=1e-5)
+    losses = iter([0.5, 0.6, 0.55, 0.7, 0.3])  # after epochs 1, 2, ...: best at 1, then 3 epochs without gain
+    monkeypatch.setattr(m, "holdout_reconstruction", lambda: next(losses))
+    weights = []
+    for epoch in range(1, 6):
+        m.steps_done.add_(4)
+        with torch.no_grad():
+            m.backbone.features[0].weight.add_(1.0)  # stands for an epoch of training
+        weights.append(m.backbone.features[0].weight.detach().clone())
+        order = m.batch_order(4, 10, g)
+        if int(m.stage) == PRETRAIN:
+            assert not held & set(order.flatten().tolist())
+            assert m.epoch_logs["pretrain_val_reconstruction"] == [0.5, 0.6, 0.55, 0.7][epoch - 1]
+        else:
+            break
+    assert epoch == 4 and int(m.stage) == INIT
+    torch.testing.assert_close(m.backbone.features[0].weight.detach(), weights[0])  # the best epoch's weights
+    assert any("pre-training ends early" in n for n in m.epoch_notes)
+    assert set(m.holdout.nonzero().flatten().tolist()) == held  # the init stage scores the same split
+    assert not held & set(m.order.flatten().tolist())
+
+
+def test_depict_pretraining_without_patience_holds_nothing_out(quick):
+    """The default (-1) pre-trains on every image for ``--pretrain-epochs``; with a patience the run records the
+    held-out reconstruction each epoch and the option reaches the method from the command line's config."""
+    from workbench.engine.build import build
+    from workbench.methods.depict import PRETRAIN
+
+    m = build(quick(method="depict", run_name="depict-no-patience"), torch.device("cpu")).method
+    assert m.pretrain_patience == -1
+    order = m.batch_order(14, 100, torch.Generator().manual_seed(0))
+    assert int(m.stage) == PRETRAIN and not m.holdout.any() and len(set(order.flatten().tolist())) == 1400
+    m = build(quick(method="depict", run_name="depict-patience", pretrain_patience=3), torch.device("cpu")).method
+    assert m.pretrain_patience == 3
+    m.batch_order(14, 100, torch.Generator().manual_seed(0))
+    assert int(m.holdout.sum()) == round(0.1 * len(m.images))
+
+
 def test_depict_official_encoder_is_build_mda():
     """``--encoder official``: ``build_MdA`` with the MNIST settings (``dataset_settings``: kernels 4, 5, strides 2,
     paddings 0, 2; 50 feature maps; a tanh dense layer of 10 units; the decoder its mirror): on 28 px images the

@@ -12,7 +12,10 @@ training set, once per epoch, and held fixed for that epoch::
 
 ``e_l`` is the clean output of encoder block l and ``d_l`` the decoder's reconstruction of it (layer-wise
 reconstruction); as officially the gradient flows through both (a target held without gradient lets the official
-encoder's features grow until the tanh embedding is one saturated point for every image: measured on 16 px digits). Procedure: (1) ``pretrain`` steps of reconstruction only; (2) a clustering of the clean embeddings
+encoder's features grow until the tanh embedding is one saturated point for every image: measured on 16 px digits).
+Procedure: (1) ``pretrain`` steps of reconstruction only (under ``--pretrain-patience``, until the clean
+reconstruction loss of a held-out 10% stops improving, logged each epoch as ``pretrain_val_reconstruction``, and
+back to the best epoch's weights); (2) a clustering of the clean embeddings
 of the training set (``--init-clustering``: AC-PIC, the official code's for the small sets USPS and MNIST-test, up
 to 20,000 images; k-means with 40 restarts, its choice for MNIST-full and its other sets, above, and also in place
 of an AC-PIC result that left a cluster below 10% of the balanced size n / K: a few outliers that nothing links to,
@@ -40,10 +43,13 @@ inversions), and under ``--init-clustering auto`` a degenerate AC-PIC result (ab
 stage's held-out split is random (officially stratified by class), its epochs fill the engine's fixed steps per
 epoch by continuing into a second permutation of the 90%, it lasts at most
 ``--init-epochs`` (20; officially 1000) and its best weights are held in memory, not in checkpoints (a resume
-during the init stage ends it with the weights it has); pre-training runs a fixed ``--pretrain-epochs`` (officially
-``train_MdA_val``: up to 4000 epochs at lr 1e-4, until the held-out reconstruction has not improved for 100 epochs;
-here half the run, 60 of 120 epochs by default: on digits, 60 rather than 20 lift the initial clustering's ACC from
-0.795 to 0.863-0.878 over three seeds); each epoch's target comes from
+during the init stage ends it with the weights it has); pre-training runs a fixed ``--pretrain-epochs`` by default,
+half the run, 60 of 120 epochs (on digits, 60 rather than 20 lift the initial clustering's ACC from 0.795 to
+0.863-0.878 over three seeds), where the official ``train_MdA_val`` trains up to 4000 epochs at lr 1e-4 until the
+clean reconstruction loss of a held-out 10% (left out of pre-training) has not improved for 100 epochs, then
+restores the best epoch's weights: ``--pretrain-patience 100`` is that rule, capped by ``--pretrain-epochs``, on a
+random split (officially stratified by class) that the init stage's early stop reuses, as officially; each epoch's
+target comes from
 one clean pass at the epoch's start (officially from each batch's prediction right after its update, collected
 over the previous epoch); once the targets converge they are no longer rebuilt but training goes on to
 ``--epochs`` (officially it stops). Defaults (``common_defaults``): Adam without decay, batch 100 as officially,
@@ -148,6 +154,11 @@ class DEPICTOptions(MethodOptions):
     n_clusters: int | None = option(None, "clusters of the softmax head (default: the number of classes)", ge=2)
     pretrain_epochs: float = option(60.0, "epochs of reconstruction only before the clustering objective "
                                     "(officially until the held-out reconstruction stops improving: hundreds)", ge=0)
+    pretrain_patience: int = option(-1, "end pre-training once the clean reconstruction loss of a held-out 10% of "
+                                    "the training images (left out of pre-training) has not improved for more than "
+                                    "this many epochs, and keep the best epoch's weights (train_MdA_val: 100, the "
+                                    "same split as the init stage's); --pretrain-epochs stays the most it runs; -1: "
+                                    "pre-train for --pretrain-epochs", ge=-1)
     init_epochs: int = option(20, "at most this many epochs of cross-entropy on the initial clustering's labels "
                               "before the DEPICT targets (officially up to 1000; early-stopped, see --init-patience)",
                               ge=0)
@@ -182,7 +193,7 @@ class DEPICT(Method):
                  pretrain_steps: int = 100, init_epochs: int = 1, target: str = "dec", embed_dim: int | None = None,
                  dropouts: tuple[float, ...] = (0.1, 0.1, 0.0), rec_weight: float = 1.0, hidden_weight: float = 0.1,
                  kmeans_restarts: int = 40, init_clustering: str = "auto", init_patience: int = 5,
-                 encoder: str = "auto"):
+                 encoder: str = "auto", pretrain_patience: int = -1):
         if encoder == "auto":
             encoder = "official" if size >= OFFICIAL_MIN_SIZE else "backbone"
         if encoder == "official":
@@ -193,7 +204,7 @@ class DEPICT(Method):
                 f"DEPICT's official encoder (build_MdA: 2 strided convs of 50 maps, no batch-norm; "
                 f"{sum(p.numel() for p in backbone.parameters()):,} parameters) replaces the {size} px backbone; "
                 "--encoder backbone keeps it")
-        self.encoder, self.init_patience = encoder, init_patience
+        self.encoder, self.init_patience, self.pretrain_patience = encoder, init_patience, pretrain_patience
         self.views, self.n_clusters, self.target, self.dropouts = views, n_clusters, target, dropouts
         self.rec_weight, self.hidden_weight = rec_weight, hidden_weight
         self.images = images  # the training set (uint8, on the CPU): k-means and the whole-set targets
@@ -215,9 +226,11 @@ class DEPICT(Method):
         for name, value in dict(stage=torch.tensor(PRETRAIN), steps_done=torch.tensor(0), init_left=torch.tensor(0),
                                 converged=torch.tensor(False), labels=torch.zeros(n, dtype=torch.long),
                                 q=torch.zeros(n, n_clusters), holdout=torch.zeros(n, dtype=torch.bool),
-                                init_best=torch.tensor(-1.0, dtype=torch.float64), init_since=torch.tensor(0)).items():
+                                init_best=torch.tensor(-1.0, dtype=torch.float64), init_since=torch.tensor(0),
+                                pretrain_best=torch.tensor(float("inf"), dtype=torch.float64),
+                                pretrain_since=torch.tensor(0)).items():
             self.register_buffer(name, value)
-        self.init_best_state: dict | None = None  # the init stage's best weights (kept in memory, not checkpointed)
+        self.best_state: dict | None = None  # the early-stopped stage's best weights (in memory, not checkpointed)
         self.order: torch.Tensor | None = None  # this epoch's batches (steps, batch) of training-set indices
         self.epoch_start, self.epoch_logs, self.epoch_notes = 0, {}, []
 
@@ -233,7 +246,7 @@ class DEPICT(Method):
         method = cls(backbone, views, bundle.train.images, n_clusters=k, size=views.config.size,
                      init_epochs=cfg.init_epochs, target=cfg.target, embed_dim=cfg.embed_dim,
                      init_clustering=cfg.init_clustering, init_patience=cfg.init_patience, encoder=cfg.encoder,
-                     pretrain_steps=pretrain)
+                     pretrain_steps=pretrain, pretrain_patience=cfg.pretrain_patience)
         if note:
             method.notes_for_first_step.append(note)
         if classes and k > 4 * classes:
@@ -304,6 +317,45 @@ class DEPICT(Method):
         self.train(was)
         return float(normalized_mutual_info_score(self.labels[rows].numpy(), pred.numpy()))
 
+    @torch.no_grad()
+    def holdout_reconstruction(self) -> float:
+        """The clean reconstruction loss of the held-out images (``train_MdA_val``'s ``validation_error``: the loss
+        of :meth:`reconstruction` without corruption, eval mode)."""
+        rows = self.holdout.nonzero().flatten()
+        was, device = self.training, self.head.weight.device
+        self.eval()
+        total = 0.0
+        for c in rows.split(1024):
+            x = self.views.prepare(self.images[c].to(device))
+            blocks, h = encode_blocks(self.backbone, x)
+            total += float(self.reconstruction(x, blocks, self.embed_clusters(h))) * len(c)
+        self.train(was)
+        return total / len(rows)
+
+    def draw_holdout(self, generator: torch.Generator) -> None:
+        """The held-out 10% that pre-training's and the init stage's early stops score (officially both
+        ``train_test_split(..., test_size=0.10, random_state=42)``: the same split twice)."""
+        n = len(self.images)
+        self.holdout.zero_()
+        self.holdout[torch.randperm(n, generator=generator)[: max(1, round(INIT_HOLDOUT * n))]] = True
+
+    def pretrain_step_epoch(self) -> bool:
+        """Pre-training's epoch boundary under ``--pretrain-patience``: score the held-out reconstruction, keep the
+        best weights; True when it has not improved for more than the patience."""
+        loss = self.holdout_reconstruction()
+        self.epoch_logs = {"pretrain_val_reconstruction": loss}
+        if loss < float(self.pretrain_best):
+            self.pretrain_best.fill_(loss)
+            self.pretrain_since.zero_()
+            self.best_state = self.network_state()
+        else:
+            self.pretrain_since.add_(1)
+        if int(self.pretrain_since) > self.pretrain_patience:
+            self.epoch_notes.append(f"pre-training ends early: the held-out reconstruction ({loss:.4f}) has not "
+                                    f"improved for {int(self.pretrain_since)} epochs")
+            return True
+        return False
+
     def init_step_epoch(self) -> bool:
         """The init stage's epoch boundary: score the held-out NMI, keep the best weights; True when it stops."""
         nmi = self.holdout_nmi()
@@ -311,16 +363,16 @@ class DEPICT(Method):
         if nmi > float(self.init_best):
             self.init_best.fill_(nmi)
             self.init_since.zero_()
-            self.init_best_state = self.network_state()
+            self.best_state = self.network_state()
         else:
             self.init_since.add_(1)
         self.init_left.sub_(1)
         if int(self.init_left) <= 0 or int(self.init_since) > self.init_patience >= 0:
-            if self.init_patience >= 0 and self.init_best_state is not None:
-                self.load_state_dict(self.init_best_state, strict=False)
+            if self.init_patience >= 0 and self.best_state is not None:
+                self.load_state_dict(self.best_state, strict=False)
                 self.epoch_notes.append(f"init stage ends: held-out NMI to the initial labels {nmi:.4f}, best "
                                         f"{float(self.init_best):.4f}, whose weights are restored")
-            self.init_best_state = None
+            self.best_state = None
             return True
         return False
 
@@ -330,7 +382,18 @@ class DEPICT(Method):
         images (a permutation of the rest, continued into a second one to fill the epoch's steps)."""
         n = len(self.images)
         self.epoch_start, self.epoch_logs, self.epoch_notes = int(self.steps_done), {}, []
-        if int(self.stage) == PRETRAIN and int(self.steps_done) >= self.pretrain_steps:
+        pretraining_ends = int(self.stage) == PRETRAIN and int(self.steps_done) >= self.pretrain_steps
+        if int(self.stage) == PRETRAIN and self.pretrain_patience >= 0:
+            if not self.holdout.any():
+                self.draw_holdout(generator)
+            elif int(self.steps_done) > 0:
+                pretraining_ends = self.pretrain_step_epoch() or pretraining_ends
+            if pretraining_ends and self.best_state is not None:
+                self.load_state_dict(self.best_state, strict=False)
+                self.epoch_notes.append(f"pre-training's best held-out reconstruction {float(self.pretrain_best):.4f}"
+                                        " (its weights are restored)")
+                self.best_state = None
+        if pretraining_ends:
             name = self.init_head_by_clustering()
             self.stage.fill_(INIT)
             self.init_left.fill_(self.init_epochs)
@@ -340,12 +403,11 @@ class DEPICT(Method):
             self.epoch_notes.append(f"clustering begins: head initialised by {name} on the embeddings of {n} images; "
                                     f"cross-entropy on its labels for {stop}, then the DEPICT targets")
             if self.init_patience >= 0 and self.init_epochs > 0:
-                held = torch.randperm(n, generator=generator)[: max(1, round(INIT_HOLDOUT * n))]
-                self.holdout.zero_()
-                self.holdout[held] = True
+                if not self.holdout.any():
+                    self.draw_holdout(generator)
                 self.init_best.fill_(self.holdout_nmi())
                 self.init_since.zero_()
-                self.init_best_state = self.network_state()
+                self.best_state = self.network_state()
                 self.epoch_logs = {"init_val_nmi": float(self.init_best)}
         elif int(self.stage) == INIT:
             if self.init_patience >= 0:
@@ -355,7 +417,8 @@ class DEPICT(Method):
                 self.init_left.sub_(1)
         if int(self.stage) == INIT and int(self.init_left) <= 0:
             self.stage.fill_(DEPICT_STAGE)
-        if int(self.stage) == INIT and self.init_patience >= 0:
+        stage = int(self.stage)
+        if (stage == PRETRAIN and self.pretrain_patience >= 0) or (stage == INIT and self.init_patience >= 0):
             pool = (~self.holdout).nonzero().flatten()
             reps = -(-steps * batch_size // len(pool))
             self.order = torch.cat([pool[torch.randperm(len(pool), generator=generator)] for _ in range(reps)])
@@ -384,6 +447,14 @@ class DEPICT(Method):
             raise RuntimeError("DEPICT's clustering steps need the epoch's batch order: call batch_order first")
         return self.order[step - self.epoch_start][process_group.rank()::process_group.world_size()]
 
+    def reconstruction(self, x: torch.Tensor, clean_blocks: list[torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+        """``||x - x^~||^2 + 0.1 sum_l ||e_l - d_l||^2`` (means over elements, ``build_MdA``'s ``loss_recons``):
+        the decoder reads ``z`` (corrupted in training, clean for the held-out score) and its reconstruction of each
+        block is compared with the clean block output ``e_l``."""
+        x_hat, *hidden = self.decoder(z, [tuple(b.shape[1:]) for b in clean_blocks] + [tuple(x.shape[1:])])
+        return self.rec_weight * F.mse_loss(x_hat.float(), x.float()) + self.hidden_weight * sum(
+            F.mse_loss(d.float(), e.float()) for d, e in zip(hidden, clean_blocks))
+
     def step(self, images: torch.Tensor, step: int, generator: torch.Generator) -> StepOutput:
         self.steps_done.fill_(step + 1)
         x = self.views.prepare(images)
@@ -392,9 +463,7 @@ class DEPICT(Method):
         clean_blocks, _ = encode_blocks(self.backbone, x)
         noisy_blocks, h_noisy = encode_blocks(self.backbone, x, self.dropouts, generator)
         z_noisy = self.embed_clusters(h_noisy)
-        x_hat, *hidden = self.decoder(z_noisy, [tuple(b.shape[1:]) for b in clean_blocks] + [tuple(x.shape[1:])])
-        rec = self.rec_weight * F.mse_loss(x_hat.float(), x.float()) + self.hidden_weight * sum(
-            F.mse_loss(d.float(), e.float()) for d, e in zip(hidden, clean_blocks))
+        rec = self.reconstruction(x, clean_blocks, z_noisy)
         stage = int(self.stage)
         logs = {"reconstruction": rec.detach(), "stage": float(stage), **self.epoch_logs}
         notes, self.epoch_notes = self.epoch_notes, []
