@@ -487,13 +487,22 @@ def test_clusters_page_when_the_methods_own_clusters_start_late(tmp_path):
 
 
 def test_curves_page_draws_depicts_own_curves(tmp_path):
+    """Each stage's own curve: the held-out reconstruction of an early-stopped pre-training, the init stage's
+    held-out NMI, then the clustering stage's share of moved images."""
     w = RunWriter(tmp_path / "depict", {"method": "depict", "dataset": "digits", "config": {"epochs": 2}})
+    for step, rec in ((2, 0.9), (4, 0.7)):
+        w.log(step, {"loss": 1.0, "pretrain_val_reconstruction": rec})
+    for step, nmi in ((6, 0.8), (8, 0.85)):
+        w.log(step, {"loss": 1.0, "init_val_nmi": nmi})
     for step, moved in ((10, 0.0), (20, 0.04)):
         w.log(step, {"loss": 1.0, "target_change": 1e-3, "moved_from_init": moved})
     w.close("finished")
     at = app_on(tmp_path, "views/curves.py")
     assert not at.exception
     charts = specs(at)
+    for words, expected in (("held-out reconstruction", [0.9, 0.7]), ("held-out NMI", [0.8, 0.85])):
+        [title] = [t for t in charts if words in t]
+        assert [pytest.approx(values(d["y"])) for d in charts[title]["data"] if "y" in d] == [expected]
     [title] = [t for t in charts if "moved off the first clustering" in t]
     assert [pytest.approx(values(d["y"])) for d in charts[title]["data"] if "y" in d] == [[0.0, 0.04]]
     yaxis = charts[title]["layout"]["yaxis"]  # a share: from 0, in percent

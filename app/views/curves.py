@@ -32,6 +32,9 @@ GROUPS = [
     ("queue_self_frac", "MoCo: queries that met a key of their own image", None),
     ("queue_same_label_frac", "MoCo: queue entries of the query's class (false negatives)", None),
     ("epoch_coverage", "G-SimCLR: fraction of the images an epoch shows", None),
+    ("pretrain_val_reconstruction", "DEPICT: held-out reconstruction (--pretrain-patience stops when it stalls)",
+     None),
+    ("init_val_nmi", "DEPICT: held-out NMI to the first clustering (the init stage stops when it stalls)", None),
     ("target_change", "DEPICT: change of the epoch's target (MSE; stops below 1e-7)", None),
     ("moved_from_init", "DEPICT: images the clustering stage moved off the first clustering", None),
 ]
