@@ -113,3 +113,23 @@ def test_help_lists_each_methods_options_with_their_ranges():
     text = " ".join(p.stdout.split())  # argparse wraps lines
     assert "options of moco:" in text and "--queue-size" in text and "options of tml:" in text
     assert "--ugdc-levels UGDC_LEVELS UNet levels of PM and EM (default 3); allowed: an integer >= 1 and <= 7" in text
+
+
+def test_the_readmes_gpu_recipes_are_valid_configurations():
+    """Each recipe of the README's reference table, with the flags the table says they share, parses into a
+    configuration its method accepts (a renamed option or a value out of range would fail here, not on a GPU)."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    from workbench.cli import _config_from_args, build_parser
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    shared = shlex.split(re.search(r"on a GPU, from the papers and peers\n\(`([^`]+)`\)", text).group(1))
+    recipes = re.findall(r"^\| [^|]+ \| `(--[^`]+)`", text, re.M)
+    methods = set()
+    for recipe in recipes:
+        cfg = _config_from_args(build_parser().parse_args(["train", *shared, *shlex.split(recipe)]))
+        methods.add(cfg.method)
+        assert cfg.device == "cuda" and cfg.epochs >= 100
+    assert methods == {"simclr", "moco", "swav", "rotnet", "gsimclr", "depict"}
