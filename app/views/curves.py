@@ -32,9 +32,9 @@ GROUPS = [
     ("queue_self_frac", "MoCo: queries that met a key of their own image", None),
     ("queue_same_label_frac", "MoCo: queue entries of the query's class (false negatives)", None),
     ("epoch_coverage", "G-SimCLR: fraction of the images an epoch shows", None),
-    ("pretrain_val_reconstruction", "DEPICT: held-out reconstruction (--pretrain-patience stops when it stalls)",
-     None),
-    ("init_val_nmi", "DEPICT: held-out NMI to the first clustering (the init stage stops when it stalls)", None),
+    # DEPICT's early stops: each stage ends once its held-out score has stalled for its patience
+    ("pretrain_val_reconstruction", "DEPICT: held-out reconstruction, pre-training", None),
+    ("init_val_nmi", "DEPICT: held-out NMI to the first clustering", None),
     ("target_change", "DEPICT: change of the epoch's target (MSE; stops below 1e-7)", None),
     ("moved_from_init", "DEPICT: images the clustering stage moved off the first clustering", None),
 ]
