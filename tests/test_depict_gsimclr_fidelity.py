@@ -160,6 +160,26 @@ def test_depict_reconstructs_every_layer_with_the_official_weights():
     assert out.loss.item() == pytest.approx(float(expected), rel=1e-5)
 
 
+def test_depict_batchnorm_running_statistics_come_from_the_clean_pass_only():
+    """Eval mode (the whole-set targets, the held-out scores) normalises with batch-norm's running statistics; the
+    corrupted pass must not blend dropout's statistics into them. After a training step they equal the update of a
+    single clean forward pass of the same batch (the official encoder has no batch-norm; the backbone at 8 px has)."""
+    images, _ = blobs()
+    torch.manual_seed(0)
+    m = DEPICT(SmallConvNet(1), views(), images, n_clusters=3, size=8, pretrain_steps=10**6)
+    assert any(r > 0 for r in m.dropouts)  # the default corruption
+    norms = lambda net: [x for x in net.modules() if isinstance(x, torch.nn.BatchNorm2d)]  # noqa: E731
+    clean = copy.deepcopy(m.backbone).train()
+    with torch.no_grad():
+        clean(m.views.prepare(images[:16]))
+    m.step(images[:16], 0, torch.Generator().manual_seed(0))
+    assert len(norms(m.backbone)) == 4
+    for got, want in zip(norms(m.backbone), norms(clean)):
+        torch.testing.assert_close(got.running_mean, want.running_mean)
+        torch.testing.assert_close(got.running_var, want.running_var)
+        assert got.momentum == want.momentum == 0.1  # restored after the corrupted pass
+
+
 def test_depict_hidden_reconstruction_targets_carry_their_gradient_as_officially():
     """``build_MdA``: ``tar1 = get_output(l_e1, deterministic=True)`` is a Theano expression of the encoder's
     weights, so ``loss1 = 0.1 ||rec1 - tar1||^2`` also pulls the encoder's features towards their reconstruction.

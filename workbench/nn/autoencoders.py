@@ -5,6 +5,8 @@ which works for any input size up to about 32 px (a conv decoder would tie the n
 """
 from __future__ import annotations
 
+from contextlib import contextmanager, nullcontext
+
 import torch
 from torch import nn
 
@@ -44,21 +46,40 @@ def dropout_mask(x: torch.Tensor, p: float, generator: torch.Generator | None) -
     return x * keep.to(x.dtype) / (1 - p)
 
 
+@contextmanager
+def running_stats_frozen(module: nn.Module):
+    """Inside the block, ``module``'s batch-norm layers still normalise with the batch's statistics in training
+    mode but leave their running statistics (what eval mode uses) as they are."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0  # running = (1 - 0) running + 0 batch
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+
+
 def encode_blocks(encoder: "SmallConvNet | DEPICTEncoder", x: torch.Tensor, dropouts: tuple[float, ...] = (),
                   generator: torch.Generator | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
     """The output of every conv block (after its ReLU) of a :class:`SmallConvNet` (or a :class:`DEPICTEncoder`)
     and the pooled (flattened) h.
 
     ``dropouts[0]`` drops input pixels, ``dropouts[l]`` the output of block l (DEPICT's corrupted path); the
-    clean path is ``dropouts=()``."""
+    clean path is ``dropouts=()``. The corrupted path leaves batch-norm's running statistics alone, so that eval
+    mode (DEPICT's clean targets and held-out scores) normalises with the statistics of clean images, not a blend
+    with dropout's: with that blend, on digits at DEPICT's official constant lr, its clustering stage emptied a
+    cluster and ACC fell from 0.878 to 0.754 (with clean statistics: 0.864 to 0.874)."""
     rates = list(dropouts) + [0.0] * (len(encoder.features) + 1)
-    h, blocks = dropout_mask(x, rates[0], generator), []
-    for layer in encoder.features:
-        h = layer(h)
-        if isinstance(layer, (nn.ReLU, nn.LeakyReLU)):
-            blocks.append(h)
-            h = dropout_mask(h, rates[len(blocks)], generator)
-    return blocks, encoder.pool(h).flatten(1)
+    with running_stats_frozen(encoder) if any(r > 0 for r in rates) else nullcontext():
+        h, blocks = dropout_mask(x, rates[0], generator), []
+        for layer in encoder.features:
+            h = layer(h)
+            if isinstance(layer, (nn.ReLU, nn.LeakyReLU)):
+                blocks.append(h)
+                h = dropout_mask(h, rates[len(blocks)], generator)
+        return blocks, encoder.pool(h).flatten(1)
 
 
 class LayerwiseDecoder(nn.Module):
