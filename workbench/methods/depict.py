@@ -50,12 +50,13 @@ after 60 of 120, three seeds), where the official ``train_MdA_val`` trains up to
 clean reconstruction loss of a held-out 10% (left out of pre-training) has not improved for 100 epochs, then
 restores the best epoch's weights: ``--pretrain-patience 100`` is that rule, capped by ``--pretrain-epochs``, on a
 random split (officially stratified by class) that the init stage's early stop reuses, as officially; each epoch's
-target comes from
-one clean pass at the epoch's start (officially from each batch's prediction right after its update, collected
-over the previous epoch); once the targets converge they are no longer rebuilt but training goes on to
-``--epochs`` (officially it stops). Defaults (``common_defaults``): Adam without decay, batch 100 as officially,
-but lr 1e-3 (officially 1e-4 over up to 4000 epochs; ``--lr 1e-4`` is the official one) under the engine's
-warm-up + cosine schedule (officially constant). Measured on digits (seed 0): the official constant 1e-4 (200 of
+target comes from one clean pass at the epoch's start (officially from each batch's prediction right after its
+update, collected over the previous epoch); once the targets converge they are no longer rebuilt but training goes
+on to ``--epochs`` (officially it stops); the backbone's batch-norm (the official encoder has none) keeps the
+running statistics of the clean pass only (``encode_blocks``). Defaults (``common_defaults``): Adam without decay,
+batch 100 as officially, but lr 1e-3 (officially 1e-4 over up to 4000 epochs; ``--lr 1e-4`` is the official one)
+under the engine's one warm-up + cosine schedule over the whole run and one Adam state (officially a constant lr,
+and each stage, pre-training, init and DEPICT, starts a fresh Adam). Measured on digits (seed 0): the official constant 1e-4 (200 of
 350 epochs pre-training) takes the first clustering's 0.864 to 0.874 (test 0.872), the defaults 0.865 to 0.868 (test
 0.850) in a third of the steps.
 """
