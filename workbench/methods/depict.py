@@ -263,13 +263,24 @@ class DEPICT(Method):
         return torch.tanh(self.embedding(h)) if self.embed_dim else h
 
     @torch.no_grad()
-    def whole_set(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Clean embeddings z and soft assignments p of every training image (eval mode)."""
+    def clean_passes(self, rows: torch.Tensor | None = None):
+        """The clean path in eval mode over the training images ``rows`` (all: ``None``), 1024 at a time: yields
+        ``(x, blocks, z)``, the prepared images, the encoder's block outputs and the embedding, for the whole-set
+        targets and the held-out scores; training mode comes back when the passes end."""
         was, device = self.training, self.head.weight.device
         self.eval()
-        z = torch.cat([self.embed_clusters(self.backbone(self.views.prepare(c.to(device)))).float()
-                       for c in self.images.split(1024)])
-        self.train(was)
+        try:
+            for c in (torch.arange(len(self.images)) if rows is None else rows).split(1024):
+                x = self.views.prepare(self.images[c].to(device))
+                blocks, h = encode_blocks(self.backbone, x)
+                yield x, blocks, self.embed_clusters(h)
+        finally:
+            self.train(was)
+
+    @torch.no_grad()
+    def whole_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clean embeddings z and soft assignments p of every training image (eval mode)."""
+        z = torch.cat([z.float() for _, _, z in self.clean_passes()])
         return z, torch.softmax(self.head(z.to(self.head.weight.dtype)).float(), dim=1)
 
     @torch.no_grad()
@@ -314,11 +325,7 @@ class DEPICT(Method):
         from sklearn.metrics import normalized_mutual_info_score
 
         rows = self.holdout.nonzero().flatten()
-        was, device = self.training, self.head.weight.device
-        self.eval()
-        pred = torch.cat([self.head(self.embed_clusters(self.backbone(self.views.prepare(self.images[c].to(device)))))
-                          .argmax(1).cpu() for c in rows.split(1024)])
-        self.train(was)
+        pred = torch.cat([self.head(z).argmax(1).cpu() for _, _, z in self.clean_passes(rows)])
         return float(normalized_mutual_info_score(self.labels[rows].numpy(), pred.numpy()))
 
     @torch.no_grad()
@@ -326,14 +333,7 @@ class DEPICT(Method):
         """The clean reconstruction loss of the held-out images (``train_MdA_val``'s ``validation_error``: the loss
         of :meth:`reconstruction` without corruption, eval mode)."""
         rows = self.holdout.nonzero().flatten()
-        was, device = self.training, self.head.weight.device
-        self.eval()
-        total = 0.0
-        for c in rows.split(1024):
-            x = self.views.prepare(self.images[c].to(device))
-            blocks, h = encode_blocks(self.backbone, x)
-            total += float(self.reconstruction(x, blocks, self.embed_clusters(h))) * len(c)
-        self.train(was)
+        total = sum(float(self.reconstruction(x, blocks, z)) * len(x) for x, blocks, z in self.clean_passes(rows))
         return total / len(rows)
 
     def draw_holdout(self, generator: torch.Generator) -> None:
@@ -343,17 +343,22 @@ class DEPICT(Method):
         self.holdout.zero_()
         self.holdout[torch.randperm(n, generator=generator)[: max(1, round(INIT_HOLDOUT * n))]] = True
 
+    def keep_if_best(self, improved: bool, score: float, best: torch.Tensor, since: torch.Tensor) -> None:
+        """An early-stopped stage's epoch score: on improvement record it and keep the weights in memory, else count
+        one more epoch without improvement."""
+        if improved:
+            best.fill_(score)
+            since.zero_()
+            self.best_state = self.network_state()
+        else:
+            since.add_(1)
+
     def pretrain_step_epoch(self) -> bool:
         """Pre-training's epoch boundary under ``--pretrain-patience``: score the held-out reconstruction, keep the
         best weights; True when it has not improved for more than the patience."""
         loss = self.holdout_reconstruction()
         self.epoch_logs = {"pretrain_val_reconstruction": loss}
-        if loss < float(self.pretrain_best):
-            self.pretrain_best.fill_(loss)
-            self.pretrain_since.zero_()
-            self.best_state = self.network_state()
-        else:
-            self.pretrain_since.add_(1)
+        self.keep_if_best(loss < float(self.pretrain_best), loss, self.pretrain_best, self.pretrain_since)
         if int(self.pretrain_since) > self.pretrain_patience:
             self.epoch_notes.append(f"pre-training ends early: the held-out reconstruction ({loss:.4f}) has not "
                                     f"improved for {int(self.pretrain_since)} epochs")
@@ -364,12 +369,7 @@ class DEPICT(Method):
         """The init stage's epoch boundary: score the held-out NMI, keep the best weights; True when it stops."""
         nmi = self.holdout_nmi()
         self.epoch_logs = {"init_val_nmi": nmi}
-        if nmi > float(self.init_best):
-            self.init_best.fill_(nmi)
-            self.init_since.zero_()
-            self.best_state = self.network_state()
-        else:
-            self.init_since.add_(1)
+        self.keep_if_best(nmi > float(self.init_best), nmi, self.init_best, self.init_since)
         self.init_left.sub_(1)
         if int(self.init_left) <= 0 or int(self.init_since) > self.init_patience >= 0:
             if self.init_patience >= 0 and self.best_state is not None:
