@@ -507,6 +507,11 @@ def test_curves_page_draws_depicts_own_curves(tmp_path):
     assert [pytest.approx(values(d["y"])) for d in charts[title]["data"] if "y" in d] == [[0.0, 0.04]]
     yaxis = charts[title]["layout"]["yaxis"]  # a share: from 0, in percent
     assert yaxis["rangemode"] == "tozero" and yaxis["tickformat"] == ".1%"
+    [title] = [t for t in charts if "change of the epoch's target" in t]  # 0.07 down to 1e-6: a log axis
+    assert charts[title]["layout"]["yaxis"]["type"] == "log"
+    assert [shape["y0"] for shape in charts[title]["layout"]["shapes"]] == [1e-7]  # the stopping threshold
+    [label] = charts[title]["layout"]["annotations"]  # at its line: plotly reads log10 on a log axis
+    assert label["text"] == "stop: 1e-7" and label["y"] == pytest.approx(-7)
 
 
 def test_curves_page_never_raises_on_an_odd_stored_reference(tmp_path):

@@ -35,10 +35,11 @@ GROUPS = [
     # DEPICT's early stops: each stage ends once its held-out score has stalled for its patience
     ("pretrain_val_reconstruction", "DEPICT: held-out reconstruction, pre-training", None),
     ("init_val_nmi", "DEPICT: held-out NMI to the first clustering", None),
-    ("target_change", "DEPICT: change of the epoch's target (MSE; stops below 1e-7)", None),
+    ("target_change", "DEPICT: change of the epoch's target (MSE; stops below 1e-7)", {"stop: 1e-7": 1e-7}),
     ("moved_from_init", "DEPICT: images the clustering stage moved off the first clustering", None),
 ]
 SHARES = {"queue_self_frac", "queue_same_label_frac", "epoch_coverage", "moved_from_init"}  # axes from 0, in %
+LOG_AXES = {"target_change"}  # spans orders of magnitude down to its threshold: linear, all but the first read as 0
 
 
 @st.fragment(run_every=REFRESH)
@@ -66,7 +67,8 @@ def show(names: list[str]) -> None:
                                  else {f"uniform on the sphere, d={d}": uniformity_reference(d)})
                 else:
                     cols[i % 2].caption(f"No reference line for {key}: the run's embedding size d={d} is below 2.")
-        fig = charts.overlay(runs, key, title, smoothing if key in ("loss", "img_per_s") else 0.0, reference)
+        fig = charts.overlay(runs, key, title, smoothing if key in ("loss", "img_per_s") else 0.0, reference,
+                             log_y=key in LOG_AXES)
         if key in SHARES:  # a share of images: from 0, so that 0.5% does not fill the chart as if it were much
             fig.update_yaxes(rangemode="tozero", tickformat=".1%")
         cols[i % 2].plotly_chart(fig, width="stretch", key=f"curve-{key}")

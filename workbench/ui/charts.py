@@ -1,6 +1,8 @@
 """Plotly figures for the dashboard, built from the run store's frames and arrays (no data access here)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -80,8 +82,9 @@ def curves(df: pd.DataFrame, keys: list[str], title: str, y: str = "", smoothing
 
 
 def overlay(frames: dict[str, pd.DataFrame], key: str, title: str, smoothing: float = 0.0,
-            reference: dict[str, float] | None = None) -> go.Figure:
-    """One key across runs (a sweep over temperature, momentum, ...); ``reference`` draws dashed levels.
+            reference: dict[str, float] | None = None, log_y: bool = False) -> go.Figure:
+    """One key across runs (a sweep over temperature, momentum, ...); ``reference`` draws dashed levels; ``log_y``
+    a logarithmic y axis (for values spanning orders of magnitude, e.g. a change that stops below a threshold).
 
     ``frames`` maps a run to its frame (one column per key, step index) or to a
     :class:`~workbench.ui.thin.ScalarFollower`; a long run is drawn thinned (a mean line and a min-max band per
@@ -94,8 +97,13 @@ def overlay(frames: dict[str, pd.DataFrame], key: str, title: str, smoothing: fl
         traces += _thin_traces(s, thin_ema(s, smoothing), run, PALETTE[i % len(PALETTE)], smoothing > 0)
         widths += [s.width] if s.thinned else []
     fig = go.Figure(data=traces, layout=_layout_dict(title, "step", key, note=thin_note(widths)))
+    if log_y:
+        fig.update_yaxes(type="log", exponentformat="power")
     for name, level in (reference or {}).items():
-        fig.add_hline(y=level, line_dash="dash", line_color="grey", annotation_text=name)
+        fig.add_hline(y=level, line_dash="dash", line_color="grey")
+        # plotly places annotations on a log axis by the log10 of the value (shapes by the value itself)
+        fig.add_annotation(text=name, xref="x domain", x=1, xanchor="right", yanchor="bottom", showarrow=False,
+                           y=math.log10(level) if log_y else level, font=dict(color="grey"))
     return fig
 
 
