@@ -19,9 +19,11 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
 
 from workbench.data.views import ContrastiveViews, ViewConfig
+from workbench.engine import Callback
 from workbench.methods.depict import DEPICT
 from workbench.methods.gsimclr import GSimCLR
 from workbench.nn import SmallConvNet
+from workbench.runs import RunReader
 
 MEAN, STD = (0.5,), (0.25,)
 
@@ -392,6 +394,33 @@ def test_depict_pretraining_without_patience_holds_nothing_out(quick):
     assert m.pretrain_patience == 3
     m.batch_order(14, 100, torch.Generator().manual_seed(0))
     assert int(m.holdout.sum()) == round(0.1 * len(m.images))
+
+
+@pytest.mark.parametrize("stage_optimizer", ["shared", "fresh"])
+def test_depict_stages_start_a_fresh_optimizer_as_officially_when_asked(quick, stage_optimizer):
+    """``--stage-optimizer fresh``: officially pre-training, the init stage and the DEPICT stage are each a new
+    Adam (``train_MdA_val``, ``train_RLC``: a new ``lasagne.updates.adam`` each); Adam's step count and moments
+    start again at each stage's first step. 'shared' keeps one state through the run."""
+    from workbench.engine import Trainer
+    from workbench.methods.depict import DEPICT_STAGE
+
+    cfg = quick(method="depict", run_name=f"depict-{stage_optimizer}", batch_size=100, epochs=3, pretrain_epochs=1,
+                init_epochs=1, init_patience=-1, stage_optimizer=stage_optimizer, probe_size=0)
+    moments = {}
+
+    class Watch(Callback):  # the first conv's Adam state at the end of each stage
+        def on_epoch_end(self, tr):
+            state = tr.optimizer.state[next(tr.method.backbone.parameters())]
+            moments[tr.step // tr.steps_per_epoch] = int(state["step"])
+
+    trainer = Trainer(cfg, callbacks=[Watch()])
+    steps = trainer.steps_per_epoch
+    trainer.fit()
+    assert int(trainer.method.stage) == DEPICT_STAGE
+    assert [moments[e] for e in (1, 2, 3)] == ([steps] * 3 if stage_optimizer == "fresh" else [steps, 2 * steps, 3 * steps])
+    with RunReader(trainer.run_dir) as reader:
+        fresh_notes = [m for m in reader.events()["message"] if "fresh optimiser" in m]
+    assert len(fresh_notes) == (2 if stage_optimizer == "fresh" else 0)
 
 
 def test_depict_official_encoder_is_build_mda():

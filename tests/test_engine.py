@@ -9,7 +9,7 @@ import torch
 import workbench
 from workbench import ConfigError
 from workbench.engine import Callback, NonFiniteLoss, Trainer, resolve_device
-from workbench.engine.optim import warmup_cosine
+from workbench.engine.optim import warmup_constant, warmup_cosine
 from workbench.methods import SimCLR, StepOutput
 from workbench.runs import RunReader
 
@@ -163,6 +163,20 @@ def test_warmup_then_cosine_schedule():
     assert all(a <= b for a, b in zip(f[:10], f[1:11]))
     assert f[60] == pytest.approx(0.5) and f[110] == pytest.approx(0.0, abs=1e-12)
     assert all(a >= b for a, b in zip(f[10:], f[11:]))
+
+
+def test_constant_schedule_keeps_the_peak_lr_after_the_warm_up(quick):
+    """``--lr-schedule constant`` (DEPICT's and Zero-DCE's official training): the warm-up, then the peak lr up to
+    the last step, as the run records it."""
+    f = [warmup_constant(s, total_steps=110, warmup_steps=10) for s in range(111)]
+    assert f[0] == pytest.approx(0.01) and f[5] == pytest.approx(0.01 + 0.99 * 5 / 10) and f[10:] == [1.0] * 101
+    r = workbench.train(quick(epochs=2, run_name="constant", lr=0.02, lr_schedule="constant", probe_size=0))
+    steps_per_epoch = 1437 // 128
+    with RunReader(r.run_dir) as reader:
+        lr = reader.scalar("lr").to_numpy()
+    assert len(lr) == 2 * steps_per_epoch and lr[0] == pytest.approx(0.02 * 0.01)  # warm-up over the first epoch
+    assert lr[1] == pytest.approx(0.02 * (0.01 + 0.99 / steps_per_epoch))
+    assert lr[steps_per_epoch:] == pytest.approx([0.02] * steps_per_epoch)  # no decay, the last step included
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "lars"])

@@ -170,7 +170,10 @@ class CommonOptions(Options):
                                         "for lars", ge=0, le=1)
     grad_clip: float = option(0.0, "clip the global gradient norm to this before each step (0: off)", ge=0)
     momentum: float = option(0.9, "SGD / LARS momentum", ge=0, lt=1)
-    warmup_epochs: float = option(1.0, "linear learning-rate warm-up before the cosine decay", ge=0, le=10_000)
+    warmup_epochs: float = option(1.0, "linear learning-rate warm-up before the --lr-schedule", ge=0, le=10_000)
+    lr_schedule: str = option("cosine", "the learning rate after the warm-up: 'cosine' (decays to 0 at the last "
+                              "step) or 'constant' (the peak lr to the end, as DEPICT's and Zero-DCE's official "
+                              "training)", choices=("cosine", "constant"))
     precision: str = option("auto", "arithmetic of the model's forward and backward passes: auto (bf16 autocast on "
                             "a GPU with bf16, fp16 on older GPUs, bf16 on a CPU with native bf16 (AVX512-BF16 or "
                             "AMX) for representation learning on images from 16 px, fp32 otherwise), fp32, bf16, or fp16 (CUDA only)",

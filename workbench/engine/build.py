@@ -52,6 +52,7 @@ def build(cfg: TrainConfig, device: torch.device, bundle: DatasetBundle | None =
     batch_size = min(cfg.batch_size, len(bundle.train))
     steps_per_epoch = method.steps_per_epoch(len(bundle.train), batch_size) or bundle.steps_per_epoch(batch_size)
     optimizer = build_optimizer(method, cfg)
-    scheduler = build_scheduler(optimizer, steps_per_epoch * cfg.epochs, round(cfg.warmup_epochs * steps_per_epoch))
+    scheduler = build_scheduler(optimizer, steps_per_epoch * cfg.epochs, round(cfg.warmup_epochs * steps_per_epoch),
+                                cfg.lr_schedule)
     return Parts(bundle, method, optimizer, scheduler, task.callbacks(cfg) if callbacks is None else callbacks,
                  batch_size, steps_per_epoch, info)

@@ -1,4 +1,4 @@
-"""Optimisers and the learning-rate schedule (linear warm-up, then cosine decay to 0)."""
+"""Optimisers and the learning-rate schedule (linear warm-up, then a cosine decay to 0 or a constant lr)."""
 from __future__ import annotations
 
 import math
@@ -58,13 +58,26 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
     """LR factor: linear warm-up from 1/100 over ``warmup_steps``, then ``0.5 (1 + cos(pi t))`` down to 0."""
     if step < warmup_steps:
-        return 0.01 + 0.99 * step / warmup_steps
+        return warmup(step, warmup_steps)
     t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> LambdaLR:
-    """Per-batch schedule. Its only state is the step count, so a resumed run with more epochs stretches the
-    cosine to the new total instead of restarting it."""
+def warmup_constant(step: int, total_steps: int, warmup_steps: int) -> float:
+    """LR factor: linear warm-up from 1/100 over ``warmup_steps``, then 1 to the end."""
+    return warmup(step, warmup_steps) if step < warmup_steps else 1.0
+
+
+def warmup(step: int, warmup_steps: int) -> float:
+    return 0.01 + 0.99 * step / warmup_steps
+
+
+SCHEDULES = {"cosine": warmup_cosine, "constant": warmup_constant}
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int,
+                    schedule: str = "cosine") -> LambdaLR:
+    """Per-batch schedule (``--lr-schedule``). Its only state is the step count, so a resumed run with more epochs
+    stretches the cosine to the new total instead of restarting it."""
     warmup_steps = min(warmup_steps, max(0, total_steps - 1))
-    return LambdaLR(optimizer, partial(warmup_cosine, total_steps=total_steps, warmup_steps=warmup_steps))
+    return LambdaLR(optimizer, partial(SCHEDULES[schedule], total_steps=total_steps, warmup_steps=warmup_steps))

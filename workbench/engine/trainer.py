@@ -388,6 +388,8 @@ class Trainer:
             with step_rng(self.cfg.seed, self.step, self.dist.rank, self.device), \
                     autocast(self.device, self.autocast_dtype):
                 out = self.model(images, self.step, self.aug_gen, index=local)
+            if out.fresh_optimizer:  # the method's new stage starts its optimiser afresh (the lr schedule goes on)
+                self.optimizer.state.clear()
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(out.loss).backward()
             if self.cfg.grad_clip > 0:  # on the true gradients (unscaled), summed over processes by DDP already

@@ -26,7 +26,9 @@ class StepOutput:
     ``z1, z2``: L2-normalised embeddings of two views of the same images, detached (the pos/neg score histograms,
     alignment, uniformity and collapse measures are computed from these). ``pos, neg``: the method's own
     positive and negative similarity scores where they are not the in-batch ones (e.g. MoCo's queue).
-    ``warnings`` and ``notes`` become events of the run (levels ``warning`` and ``info``).
+    ``warnings`` and ``notes`` become events of the run (levels ``warning`` and ``info``). ``fresh_optimizer``:
+    the optimiser's state (Adam's moments and step count, SGD's momentum) is cleared before this step's update, as
+    when a method's stage starts a new optimiser (DEPICT's stages, officially separate runs).
     """
 
     loss: torch.Tensor
@@ -38,6 +40,7 @@ class StepOutput:
     extra_scores: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # informational events (e.g. a training stage begins)
+    fresh_optimizer: bool = False
 
 
 

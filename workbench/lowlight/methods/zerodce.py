@@ -16,7 +16,8 @@ Follows ``Li-Chongyi/Zero-DCE`` (``model.py``: DCE-Net; ``Myloss.py``: the four 
 lr 1e-4 with weight decay 1e-4 (L2, ``torch.optim.Adam``), gradient-norm clipping at 0.1, batch 8, conv weights
 N(0, 0.02)). Those are the defaults of a zerodce run (``common_defaults``: ``--optimizer``, ``--lr``,
 ``--weight-decay``, ``--grad-clip``, ``--batch-size`` override them). Departs: the engine's schedule (linear warm-up
-for ``--warmup-epochs``, then cosine decay) where the official lr is constant; the training crops are
+for ``--warmup-epochs``, then cosine decay) where the official lr is constant (``--lr-schedule constant
+--warmup-epochs 0``); the training crops are
 ``--patch-size`` (64) pseudo low-light patches of normal-light photos, where the official code trains on 256x256
 real under- and over-exposed images (SICE).
 """
