@@ -417,7 +417,8 @@ def test_depict_stages_start_a_fresh_optimizer_as_officially_when_asked(quick, s
     steps = trainer.steps_per_epoch
     trainer.fit()
     assert int(trainer.method.stage) == DEPICT_STAGE
-    assert [moments[e] for e in (1, 2, 3)] == ([steps] * 3 if stage_optimizer == "fresh" else [steps, 2 * steps, 3 * steps])
+    expected = [steps] * 3 if stage_optimizer == "fresh" else [steps, 2 * steps, 3 * steps]
+    assert [moments[e] for e in (1, 2, 3)] == expected
     with RunReader(trainer.run_dir) as reader:
         fresh_notes = [m for m in reader.events()["message"] if "fresh optimiser" in m]
     assert len(fresh_notes) == (2 if stage_optimizer == "fresh" else 0)

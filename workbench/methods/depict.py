@@ -36,9 +36,11 @@ It is the default (``--encoder auto``) from 16 px (USPS, the official code's sma
 images (8 px digits; ``--encoder backbone``) the encoder is the workbench backbone (4 conv-BN-ReLU blocks, pooled)
 and every hidden block is reconstructed with weight 0.1 (officially 2 conv layers); with ``--encoder official`` the
 last decoder layer is linear (officially tanh, on images scaled to [-1, 1]; here the pixels are mean/std
-normalised) and 8 px digits go 8 -> 3 -> 2 px through the MNIST layout; AC-PIC's incremental path integral is
-computed to its leading order in z (exact up to O(z^3) at the official z = 0.01; officially by dense matrix
-inversions), and under ``--init-clustering auto`` a degenerate AC-PIC result (above) is replaced by k-means
+normalised: measured on a 10,000-image Fashion-MNIST subset, 20 of 60 epochs, the official scaling and tanh give test
+ACC 0.565 against 0.564; on digits with the backbone, [-1, 1] pixels lower the first clustering from 0.865 / 0.874
+to 0.773 / 0.796, seeds 0 / 1) and 8 px digits go 8 -> 3 -> 2 px through the MNIST layout; AC-PIC's incremental
+path integral is computed to its leading order in z (exact up to O(z^3) at the official z = 0.01; officially by dense
+matrix inversions), and under ``--init-clustering auto`` a degenerate AC-PIC result (above) is replaced by k-means
 (officially USPS and MNIST-test always keep AC-PIC's result; ``--init-clustering acpic`` keeps it too); the init
 stage's held-out split is random (officially stratified by class), its epochs fill the engine's fixed steps per
 epoch by continuing into a second permutation of the 90%, it lasts at most
