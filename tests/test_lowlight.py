@@ -153,14 +153,26 @@ def test_zerodce_trains_and_brightens(tmp_path):
 
 
 def test_zerodce_uses_the_official_optimiser_unless_overridden():
-    # Li-Chongyi/Zero-DCE, lowlight_train.py: Adam(lr 1e-4, weight_decay 1e-4), clip_grad_norm 0.1, batch 8
+    # Li-Chongyi/Zero-DCE, lowlight_train.py: Adam(lr 1e-4, weight_decay 1e-4) with no scheduler, clip_grad_norm
+    # 0.1, batch 8
     from workbench.engine.build import build
 
     cfg = TrainConfig(method="zerodce", **DATA)
     assert (cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.grad_clip, cfg.batch_size) == ("adam", 1e-4, 1e-4, 0.1, 8)
-    opt = build(cfg, torch.device("cpu")).optimizer
+    assert (cfg.lr_schedule, cfg.warmup_epochs) == ("constant", 0.0)
+    parts = build(cfg, torch.device("cpu"))
+    opt, scheduler = parts.optimizer, parts.scheduler
     assert type(opt) is torch.optim.Adam  # L2 in the gradient, as torch.optim.Adam(weight_decay=...), not AdamW
     assert opt.defaults["lr"] == 1e-4 and opt.defaults["weight_decay"] == 1e-4
+    lrs = []
+    for _ in range(parts.steps_per_epoch * cfg.epochs):  # the lr of every step of the run: 1e-4 from first to last
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        scheduler.step()
+    assert lrs == pytest.approx([1e-4] * len(lrs))
+    assert TrainConfig(method="zerodce").replace(method="tml").lr_schedule == "cosine"
+    stored = {k: v for k, v in cfg.to_dict().items() if k not in ("lr_schedule", "warmup_epochs")}
+    assert TrainConfig.from_dict(stored).lr_schedule == "cosine"  # a run stored before --lr-schedule trained so
     mine = TrainConfig(method="zerodce", lr=3e-4, grad_clip=0.0, batch_size=16, optimizer="adamw")
     assert (mine.optimizer, mine.lr, mine.weight_decay, mine.grad_clip, mine.batch_size) == (
         "adamw", 3e-4, 1e-4, 0.0, 16)

@@ -139,4 +139,6 @@ class TrainConfig:
             raise ConfigError(f"unknown config field(s) {unknown}; known fields: {sorted(everyone)}")
         if "optimizer" in d and "grad_clip" not in d:  # stored (every common option) before grad_clip existed:
             d = {**d, "grad_clip": 0.0}  # it trained without clipping, whatever its method's default is now
+        if "optimizer" in d and "lr_schedule" not in d:  # stored before --lr-schedule: it trained on the cosine
+            d = {**d, "lr_schedule": "cosine", "warmup_epochs": d.get("warmup_epochs", 1.0)}
         return cls(**{k: v for k, v in d.items() if k in applies})

@@ -13,11 +13,10 @@ Here it is the baseline a user would pick instead of TML: it trains on the same 
 only their pseudo low-light versions from the degradation family (never the normal images).
 
 Follows ``Li-Chongyi/Zero-DCE`` (``model.py``: DCE-Net; ``Myloss.py``: the four losses; ``lowlight_train.py``: Adam
-lr 1e-4 with weight decay 1e-4 (L2, ``torch.optim.Adam``), gradient-norm clipping at 0.1, batch 8, conv weights
-N(0, 0.02)). Those are the defaults of a zerodce run (``common_defaults``: ``--optimizer``, ``--lr``,
-``--weight-decay``, ``--grad-clip``, ``--batch-size`` override them). Departs: the engine's schedule (linear warm-up
-for ``--warmup-epochs``, then cosine decay) where the official lr is constant (``--lr-schedule constant
---warmup-epochs 0``); the training crops are
+lr 1e-4 with weight decay 1e-4 (L2, ``torch.optim.Adam``), constant, no warm-up, gradient-norm clipping at 0.1,
+batch 8, conv weights N(0, 0.02)). Those are the defaults of a zerodce run (``common_defaults``: ``--optimizer``,
+``--lr``, ``--weight-decay``, ``--lr-schedule``, ``--warmup-epochs``, ``--grad-clip``, ``--batch-size`` override
+them). Departs: the training crops are
 ``--patch-size`` (64) pseudo low-light patches of normal-light photos, where the official code trains on 256x256
 real under- and over-exposed images (SICE).
 """
@@ -43,7 +42,8 @@ class ZeroDCEOptions(MethodOptions):
 class ZeroDCE(LowLightMethod):
     name = "zerodce"
     Options = ZeroDCEOptions
-    common_defaults = dict(optimizer="adam", lr=1e-4, weight_decay=1e-4, grad_clip=0.1, batch_size=8)
+    common_defaults = dict(optimizer="adam", lr=1e-4, weight_decay=1e-4, grad_clip=0.1, batch_size=8,
+                           lr_schedule="constant", warmup_epochs=0.0)
 
     def __init__(self, iterations: int = 8, degradation: Degradation | None = None):
         super().__init__(degradation)
