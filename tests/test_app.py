@@ -514,6 +514,24 @@ def test_curves_page_draws_depicts_own_curves(tmp_path):
     assert label["text"] == "stop: 1e-7" and label["y"] == pytest.approx(-7)
 
 
+def test_curves_page_frames_a_constant_learning_rate_around_its_value(tmp_path):
+    """A constant lr (Zero-DCE's and DEPICT's official schedule) was drawn on plotly's -1..1 range around 0, where
+    1e-4 reads as 0: a flat curve gets half its value on either side; a varying one keeps plotly's autorange."""
+    for name, lrs in (("constant", [1e-4] * 6), ("cosine", [1e-4, 9e-5, 7e-5, 4e-5, 1e-5, 0.0])):
+        w = RunWriter(tmp_path / name / name, {"method": "zerodce", "dataset": "photos", "config": {"epochs": 1}})
+        for step, lr in enumerate(lrs, 1):
+            w.log(step, {"loss": 1.0, "lr": lr})
+        w.close("finished")
+        at = app_on(tmp_path / name, "views/curves.py")
+        assert not at.exception
+        [title] = [t for t in specs(at) if "learning rate" in t]
+        yaxis = specs(at)[title]["layout"]["yaxis"]
+        if name == "constant":
+            assert yaxis["range"] == pytest.approx([5e-5, 1.5e-4])
+        else:
+            assert "range" not in yaxis
+
+
 def test_curves_page_never_raises_on_an_odd_stored_reference(tmp_path):
     """The reference lines need the embedding size d: read from the run's config, and a value that cannot be a size
     (here collapse_ref = 1, i.e. d = 1, in a run without proj_dim) leaves the line out with a reason."""

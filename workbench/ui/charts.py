@@ -59,6 +59,18 @@ def _thin_traces(s: ThinSeries, y: np.ndarray, name: str, colour: str, smoothed:
                  f"{what}<br>min %{{customdata[4]:.4g}}, max %{{customdata[5]:.4g}}")]
 
 
+def _frame_flat_series(fig: go.Figure) -> go.Figure:
+    """A figure whose values are all one number (a constant learning rate) gets a y range of half that number on
+    either side: plotly's own range for it is -1..1 around 0, where 1e-4 reads as 0."""
+    values = np.concatenate([np.asarray(t.y, dtype=float) for t in fig.data if t.y is not None] or [np.empty(0)])
+    values = values[np.isfinite(values)]
+    if len(values) and values.min() == values.max() and fig.layout.yaxis.type != "log":
+        v = float(values[0])
+        half = abs(v) / 2 or 1.0
+        fig.update_yaxes(range=[v - half, v + half])
+    return fig
+
+
 def thin_note(widths: list[int]) -> str:
     if not widths:
         return ""
@@ -78,7 +90,7 @@ def curves(df: pd.DataFrame, keys: list[str], title: str, y: str = "", smoothing
         if s is not None and len(s):
             traces += _thin_traces(s, thin_ema(s, smoothing), k, PALETTE[i % len(PALETTE)], smoothing > 0)
             widths += [s.width] if s.thinned else []
-    return go.Figure(data=traces, layout=_layout_dict(title, "step", y, note=thin_note(widths)))
+    return _frame_flat_series(go.Figure(data=traces, layout=_layout_dict(title, "step", y, note=thin_note(widths))))
 
 
 def overlay(frames: dict[str, pd.DataFrame], key: str, title: str, smoothing: float = 0.0,
@@ -104,7 +116,7 @@ def overlay(frames: dict[str, pd.DataFrame], key: str, title: str, smoothing: fl
         # plotly places annotations on a log axis by the log10 of the value (shapes by the value itself)
         fig.add_annotation(text=name, xref="x domain", x=1, xanchor="right", yanchor="bottom", showarrow=False,
                            y=math.log10(level) if log_y else level, font=dict(color="grey"))
-    return fig
+    return fig if reference else _frame_flat_series(fig)
 
 
 def pos_neg_histogram(pos, neg, index: int = -1) -> go.Figure:
