@@ -38,6 +38,15 @@ def test_errors_exit_2_with_a_message(runs_dir):
     assert p.returncode == 2 and "unknown benchmark" in p.stderr and "lowlight" in p.stderr
 
 
+def test_a_port_out_of_range_is_refused_before_the_dashboard_starts(runs_dir):
+    # streamlit itself ends in an OverflowError traceback from socket.bind
+    for cmd, port in (("app", "99999"), ("demo", "0"), ("app", "http")):
+        p = wb(cmd, "--port", port, "--runs-dir", str(runs_dir))
+        assert p.returncode == 2 and "--port" in p.stderr and "from 1 to 65535" in p.stderr, p.stderr
+        assert "Traceback" not in p.stderr
+    assert not list(runs_dir.iterdir())  # the demo's training run never started
+
+
 def test_killed_training_is_stale_then_resumes_with_the_same_step_count(runs_dir):
     args = ["train", "--epochs", "40", "--batch-size", "128", "--runs-dir", str(runs_dir), "--run-name", "crash",
             "--progress", "false", "--probe-size", "100"]

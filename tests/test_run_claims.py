@@ -28,6 +28,17 @@ def test_bad_run_names_are_refused_before_anything_is_written(name, runs_dir, tm
         workbench.TrainConfig(run_name=name)
 
 
+def test_a_runs_folder_that_cannot_hold_runs_is_named_as_runs_dir(tmp_path, capsys):
+    from workbench.cli import main
+
+    (tmp_path / "file").write_text("not a folder")
+    for runs, why in ((tmp_path / "file", "is a file, not a folder"),
+                      (tmp_path / "file" / "below", "cannot create the runs folder")):
+        assert main(["train", "--runs-dir", str(runs), "--epochs", "1", "--progress", "false"]) == 2
+        err = capsys.readouterr().err
+        assert "runs_dir: " in err and why in err and "run_name" not in err, err
+
+
 @pytest.mark.parametrize("name", GOOD_NAMES)
 def test_good_run_names_are_accepted(name):
     assert workbench.TrainConfig(run_name=name).run_name == name

@@ -328,6 +328,17 @@ def cmd_datasets(args) -> int:
     return 0
 
 
+def port_number(text: str) -> int:
+    """``--port``: a TCP port the dashboard can listen on, 1 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number: give an integer from 1 to 65535") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number: give an integer from 1 to 65535")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workbench", description="The contrastive-learning workbench.",
                                 epilog="--debug anywhere on the line: show the full traceback of an error")
@@ -345,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
         a = sub.add_parser(name, help=helptext)
         a.add_argument("--runs-dir", default="runs")
         a.add_argument("--address", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
-        a.add_argument("--port", type=int, default=8501)
+        a.add_argument("--port", type=port_number, default=8501, help="port to serve on, 1-65535 (default 8501)")
         if name == "demo":
             a.add_argument("--dataset", default="digits")
             a.add_argument("--epochs", type=int, default=200)

@@ -24,7 +24,7 @@ from workbench.engine.device import (autocast, compile_forward, compiler_missing
                                      needs_grad_scaler, resolve_device, resolve_precision, step_rng)
 from workbench.nn.globalbn import convert_global_batchnorm
 from workbench.runs.store import (CHECKPOINT, DB_NAME, LOCK_FILE, STOP_FILE, RunBusy, RunLock, RunReader,
-                                  RunStoreError, RunWriter, atomic_write, claim_run_dir)
+                                  RunsFolderError, RunStoreError, RunWriter, atomic_write, claim_run_dir)
 from workbench.threads import intra_op_threads
 
 ON_DEVICE_MAX_BYTES = 2 << 30  # datasets up to 2 GiB live on the training device; larger ones stream per batch
@@ -83,6 +83,8 @@ def claim_run(cfg: TrainConfig, run_dir: Path | None = None) -> tuple[Path, RunL
         lock = claim_run_dir(run_dir, resume=cfg.resume)
     except RunBusy as e:
         raise ConfigError(f"{'resume' if cfg.resume else 'run_name'}: {e}; stop it first") from None
+    except RunsFolderError as e:
+        raise ConfigError(f"runs_dir: {e}") from None
     except RunStoreError as e:
         raise ConfigError(f"{'resume' if cfg.resume else 'run_name'}: {e}") from None
     if cfg.resume:

@@ -59,6 +59,10 @@ class RunBusy(RunStoreError):
     """Another process holds the run's lock: it is training (or resuming) this run."""
 
 
+class RunsFolderError(RunStoreError):
+    """The runs folder itself cannot hold runs: it is a file, or it cannot be created."""
+
+
 LOCK_FILE = ".lock"
 
 
@@ -143,11 +147,11 @@ def claim_run_dir(run_dir: str | os.PathLike, resume: bool = False) -> RunLock:
     run_dir = Path(run_dir)
     runs = run_dir.parent
     if runs.exists() and not runs.is_dir():
-        raise RunStoreError(f"runs folder {runs} is a file, not a folder")
+        raise RunsFolderError(f"runs folder {runs} is a file, not a folder")
     try:
         runs.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise RunStoreError(f"cannot create the runs folder {runs}: {e.strerror}") from None
+        raise RunsFolderError(f"cannot create the runs folder {runs}: {e.strerror}") from None
     if not resume:
         try:
             os.mkdir(run_dir)
