@@ -567,3 +567,52 @@ def test_runs_page_deletes_a_run_only_when_confirmed_and_not_while_it_trains(tmp
         assert any("being written by process" in e.value for e in at.error) and (tmp_path / "busy").exists()
     finally:
         lock.release()
+
+
+@pytest.fixture(scope="module")
+def unlabelled_run(tmp_path_factory):
+    """A run on a flat folder of 12 images: no class labels, so no kNN accuracy, probes or cluster scores, and a
+    held-out split (the probe) of one image."""
+    from PIL import Image
+
+    folder, runs = tmp_path_factory.mktemp("photos"), tmp_path_factory.mktemp("runs")
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    workbench.train(dataset=f"folder:{folder}", epochs=2, batch_size=8, progress=False, runs_dir=str(runs),
+                    run_name="unlabelled", probe_size=20, image_size=16)
+    return runs
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_opens_a_run_on_unlabelled_images(unlabelled_run, page):
+    at = app_on(unlabelled_run, page)
+    assert not at.exception, at.exception
+    with RunReader(unlabelled_run / "unlabelled") as r:
+        assert "knn_acc" not in r.scalars().columns and r.status().state == "finished"
+        assert any("has no class labels" in m for m in r.events().message)
+
+
+def test_embeddings_page_draws_a_one_point_probe_and_says_why_umap_cannot(unlabelled_run):
+    at = app_on(unlabelled_run, "views/embeddings.py")
+    assert not at.exception and not at.warning, (at.exception, at.warning)
+    spec = next(iter(specs(at).values()))
+    assert spec["layout"]["title"]["text"].startswith("PCA") and len(spec["data"]) == 1  # one point, "unlabelled"
+    assert spec["data"][0]["name"] == "unlabelled"
+    at.sidebar.radio[0].set_value("UMAP").run()
+    for _ in range(20):  # UMAP runs (and here fails at once) in a background thread
+        if at.warning:
+            break
+        time.sleep(0.5)
+        at.run()
+    assert not at.exception, at.exception
+    assert any("UMAP needs at least 4 points" in w.value for w in at.warning)
+    assert next(iter(specs(at).values()))["layout"]["title"]["text"].startswith("PCA at step")
+
+
+def test_probes_page_says_a_run_without_labels_cannot_be_probed(unlabelled_run):
+    at = app_on(unlabelled_run, "views/probes.py")
+    assert not at.exception, at.exception
+    assert any("without class labels" in i.value and "one sub-folder per class" in i.value for i in at.info)
+    assert not [b for b in at.button if b.label in ("Run workbench eval", "Evaluate again")]
+    assert "spectrum over training" in " ".join(specs(at))  # what needs no labels is still drawn

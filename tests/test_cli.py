@@ -5,6 +5,8 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
 from workbench.runs import RunReader
 
 
@@ -45,6 +47,18 @@ def test_a_port_out_of_range_is_refused_before_the_dashboard_starts(runs_dir):
         assert p.returncode == 2 and "--port" in p.stderr and "from 1 to 65535" in p.stderr, p.stderr
         assert "Traceback" not in p.stderr
     assert not list(runs_dir.iterdir())  # the demo's training run never started
+
+
+def test_training_on_a_folder_without_labels_says_what_it_cannot_measure(runs_dir, tmp_path):
+    from PIL import Image
+
+    (tmp_path / "photos" / "empty-sub-folder").mkdir(parents=True)  # holds no images: not a class
+    for i in range(12):
+        Image.fromarray(((i * 20) + np.zeros((10, 10, 3))).astype(np.uint8)).save(tmp_path / "photos" / f"{i}.png")
+    p = wb("train", "--dataset", f"folder:{tmp_path / 'photos'}", "--epochs", "1", "--batch-size", "4", "--runs-dir",
+           str(runs_dir), "--progress", "false")
+    assert p.returncode == 0, p.stderr
+    assert "kNN accuracy not measured" in p.stdout and "nan" not in p.stdout
 
 
 def test_killed_training_is_stale_then_resumes_with_the_same_step_count(runs_dir):

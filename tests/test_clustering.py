@@ -79,3 +79,20 @@ def test_pca_layouts_are_stable_across_snapshots():
     np.testing.assert_allclose(layouts[1], layouts[0], atol=1e-6)
     assert np.abs(layouts[2] - layouts[0]).mean() < 0.05 * np.abs(layouts[0]).mean()
     assert pca_2d(f).shape == (300, 2)
+
+
+def test_pca_layout_of_a_probe_of_one_or_two_points():
+    """A folder of a dozen images holds out one: its layout is a point at the origin, two lie on the first axis
+    at their distance apart (the L2-normalised features), and UMAP says how many points it needs."""
+    import pytest
+
+    from workbench.diagnostics.projection import umap_2d
+
+    assert pca_2d(np.ones((1, 8))).tolist() == [[0.0, 0.0]]
+    x = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    xy = pca_2d(x)
+    assert xy.shape == (2, 2) and np.allclose(xy[:, 1], 0)
+    assert np.isclose(abs(xy[0, 0] - xy[1, 0]), np.sqrt(2), atol=1e-6)
+    assert pca_2d(np.ones((5, 1))).shape == (5, 2)
+    with pytest.raises(ValueError, match="UMAP needs at least 4 points and this snapshot has 3"):
+        umap_2d(np.random.default_rng(0).random((3, 8)))

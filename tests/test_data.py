@@ -116,8 +116,37 @@ def test_flat_folder_has_no_labels(tmp_path):
 def test_folder_errors(tmp_path):
     with pytest.raises(DatasetUnavailable, match="not a directory"):
         load_dataset(f"folder:{tmp_path / 'missing'}")
-    with pytest.raises(DatasetUnavailable, match="found 0 images"):
+    with pytest.raises(DatasetUnavailable, match="found 0 image file"):
         load_dataset(f"folder:{tmp_path}")
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(b"not an image")
+    with pytest.raises(DatasetUnavailable, match=r"0 of 2 image file\(s\) could be read.*a\.png: is not an image"):
+        load_dataset(f"folder:{tmp_path}")
+
+
+def test_folder_images_are_read_as_the_image_reader_reads_them(tmp_path):
+    """One reader for users' files (workbench.data.imageio): 16-bit grey keeps its brightness (Pillow's own
+    convert("RGB") clips it to white), hidden files (macOS's ._ copies) are not images, broken ones are named."""
+    from PIL import Image
+
+    for c in ("cat", "dog"):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            Image.fromarray(np.full((12, 10, 3), 40 * i + (c == "dog") * 100, np.uint8)).save(tmp_path / c / f"{i}.png")
+    Image.fromarray(np.full((12, 10), 32768, np.uint16)).save(tmp_path / "cat" / "grey16.png")  # 0.5 of 65535
+    (tmp_path / "cat" / "._0.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (tmp_path / "dog" / "torn.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    b = load_dataset(f"folder:{tmp_path}", image_size=8)
+    x = torch.cat([b.train.images, b.test.images])
+    assert b.classes == ["cat", "dog"] and len(x) == 7 and x.shape[1:] == (3, 8, 8)
+    means = sorted(float(im.float().mean()) for im in x)
+    assert 128 in [round(m) for m in means] and 255 not in [round(m) for m in means]  # the 16-bit grey, not white
+    assert "1 unreadable file(s) skipped" in b.source and "torn.png" in b.source and "._0.png" not in b.source
+    Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(tmp_path / "loose.png")  # beside the class folders
+    (tmp_path / "notes").mkdir()  # a sub-folder without images is not a class
+    with pytest.warns(UserWarning, match="1 image.s. directly in .* loose.png.* are not used"):
+        b = load_dataset(f"folder:{tmp_path}", image_size=8)
+    assert b.classes == ["cat", "dog"] and len(b.train) + len(b.test) == 7 and "loose.png" in b.source
 
 
 def test_train_subset_keeps_normalisation_and_uses_the_subset_as_knn_bank():

@@ -14,9 +14,9 @@ from workbench.diagnostics.clustering import cluster_scores, matched_confusion, 
 
 st.header("Clusters")
 st.caption("Methods with clusters of their own (SwAV codes, DEPICT) log their assignments; for the others the "
-           "workbench runs k-means (k = number of classes) on the probe features at every evaluation. Clusters are "
-           "matched one-to-one to classes by the Hungarian algorithm; NMI uses scikit-learn's arithmetic "
-           "normalisation.")
+           "workbench runs k-means (k = number of classes; 10 for images without labels) on the probe features at "
+           "every evaluation. Clusters are matched one-to-one to classes by the Hungarian algorithm; NMI uses "
+           "scikit-learn's arithmetic normalisation.")
 name = pick_run()
 
 SOURCES = {"codes": "the method's own assignments", "kmeans": "k-means on the features"}

@@ -49,12 +49,17 @@ def show(name: str) -> None:
     title = f"{method.upper()} at step {step} (epoch {epochs[steps.index(step)]}, {len(snap['features'])} points)"
     if "knn_acc" in info:
         title += f" · kNN acc {info['knn_acc']:.3f}"
-    if xy is None:
-        st.info(f"UMAP of step {state.busy} is being computed in the background; PCA is shown meanwhile.")
-        xy, _ = layout(run_path, "pca", step)
-        title = title.replace("UMAP", "PCA (UMAP pending)")
-    if state.error:
-        st.warning(f"UMAP failed: {state.error}")
+    errors = [f"{method.upper()} failed: {state.error}"] if state.error else []
+    if xy is None and method == "umap":
+        if state.busy is not None:
+            st.info(f"UMAP of step {state.busy} is being computed in the background; PCA is shown meanwhile.")
+        xy, fallback = layout(run_path, "pca", step)
+        errors += [f"PCA failed: {fallback.error}"] if fallback.error else []
+        title = title.replace("UMAP", "PCA (UMAP pending)" if state.busy is not None else "PCA")
+    for error in errors:
+        st.warning(error)
+    if xy is None:  # PCA failed as well: nothing to draw
+        return
     colour, names = colours(snap, classes)
     axis = ("PC 1", "PC 2") if title.startswith("PCA") else ("UMAP 1", "UMAP 2")
     fig = charts.embedding_scatter(xy, colour, names, title, axis)

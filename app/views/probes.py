@@ -68,7 +68,8 @@ def run_info(name: str) -> dict | None:
         state = reader.status().state
     method = meta.get("method")
     return {"name": name, "method": method, "task": task_of(method), "epoch": meta.get("epoch") or 0,
-            "epochs": (meta.get("config") or {}).get("epochs"), "state": state,
+            "epochs": (meta.get("config") or {}).get("epochs"), "state": state, "dataset": meta.get("dataset"),
+            "labelled": meta.get("classes") != [],  # a folder without class sub-folders records no classes
             "eval": None if evals.empty else evals.iloc[-1], "spectra": spectra, "eval_spectra": eval_spectra,
             "path": Path(runs_dir()) / name}
 
@@ -102,6 +103,11 @@ def eval_control(run: dict) -> None:
                                                     f"{name}`."))
         return
     ev = run["eval"]
+    if ev is None and not run["labelled"]:
+        st.info(f"`{name}` trained on images without class labels (`{run['dataset']}`): the probes (linear, naive "
+                "Bayes, kNN, few-shot) score how well the features separate classes, so they need labels. For "
+                "them, put the images in one sub-folder per class. The spectrum below needs no labels.")
+        return
     if ev is None:
         st.info(f"`{name}` has not been evaluated yet. **Run workbench eval** below probes its last checkpoint "
                 f"(epoch {run['epoch']}) as a separate process; on digits on a CPU it takes about a minute. "

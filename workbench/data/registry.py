@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -237,44 +238,68 @@ def _torchvision_loader(name: str):
 
 
 def _load_folder(path: str, image_size: int | None) -> DatasetBundle:
+    """A folder of the user's images: read by :func:`workbench.data.imageio.read_image` (size checked before
+    decoding, EXIF orientation, 16-bit and palette files; hidden files skipped), resized to ``image_size``
+    (default 32) px square, 8-bit RGB. Unreadable files are skipped and named in the bundle's ``source``."""
     from PIL import Image
+
+    from workbench.data.imageio import iter_images
 
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise DatasetUnavailable(f"folder:{path}: {folder} is not a directory. Give a folder of images, "
                                  f"or one sub-folder of images per class (the ImageFolder layout).")
     size = image_size or 32
-    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir())
+
+    def images_in(d: Path, recurse: bool) -> list[Path]:
+        return sorted(f for f in (d.rglob("*") if recurse else d.iterdir()) if f.is_file()
+                      and not f.name.startswith(".") and f.suffix.lower() in IMAGE_SUFFIXES)
+
+    # the ImageFolder layout when some sub-folder holds images (the classes: those that do), else a flat folder
+    by_class = {d: images_in(d, recurse=True) for d in sorted(folder.iterdir())
+                if d.is_dir() and not d.name.startswith(".")}
+    by_class = {d: found for d, found in by_class.items() if found}
+    loose = images_in(folder, recurse=False)
     files: list[tuple[Path, int]] = []
-    if class_dirs:
-        for label, d in enumerate(class_dirs):
-            files += [(f, label) for f in sorted(d.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES]
-        classes = [d.name for d in class_dirs]
+    left_out = ""
+    if by_class:
+        for label, found in enumerate(by_class.values()):
+            files += [(f, label) for f in found]
+        classes = [d.name for d in by_class]
+        if loose:
+            left_out = (f"{len(loose)} image(s) directly in {folder} (e.g. {loose[0].name}) are not used: with class "
+                        f"sub-folders ({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''}) only their "
+                        "images are read")
+            warnings.warn(f"folder:{path}: {left_out}", stacklevel=2)
     else:
-        files = [(f, -1) for f in sorted(folder.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+        files = [(f, -1) for f in loose]
         classes = []
     if len(files) < 2:
-        raise DatasetUnavailable(f"folder:{path}: found {len(files)} images (suffixes {sorted(IMAGE_SUFFIXES)}); "
-                                 f"need at least 2.")
+        raise DatasetUnavailable(f"folder:{path}: found {len(files)} image file(s) (suffixes "
+                                 f"{' '.join(sorted(IMAGE_SUFFIXES))}); need at least 2.")
     images, labels, bad = [], [], []
-    for f, label in files:
-        try:
-            with Image.open(f) as im:
-                im = im.convert("RGB").resize((size, size), Image.BILINEAR)
-                images.append(np.asarray(im).transpose(2, 0, 1))
-                labels.append(label)
-        except Exception as e:  # a broken file is reported, not fatal
-            bad.append(f"{f.name}: {e}")
+    for (f, label), (_, rgb, why) in zip(files, iter_images(f for f, _ in files)):
+        if rgb is None:  # a broken file is reported, not fatal
+            bad.append(why)
+            continue
+        im = Image.fromarray(np.round(rgb * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR)
+        images.append(np.asarray(im).transpose(2, 0, 1))
+        labels.append(label)
     if len(images) < 2:
-        raise DatasetUnavailable(f"folder:{path}: no readable images ({'; '.join(bad[:5])})")
+        raise DatasetUnavailable(f"folder:{path}: {len(images)} of {len(files)} image file(s) could be read; need "
+                                 f"at least 2. " + "; ".join(bad[:3]))
     x = torch.from_numpy(np.stack(images))
     y = torch.tensor(labels, dtype=torch.long)
     g = torch.Generator().manual_seed(0)
     perm = torch.randperm(len(x), generator=g)
     n_test = max(1, len(x) // 10)
     full = ImageSet(x, y)
+    source = str(folder) + (f" ({left_out})" if left_out else "")
+    if bad:
+        more = "; ..." if len(bad) > 3 else ""
+        source += f" ({len(bad)} unreadable file(s) skipped: " + "; ".join(bad[:3]) + more + ")"
     return DatasetBundle(f"folder:{path}", full.subset(perm[n_test:]), full.subset(perm[:n_test]), classes=classes,
-                         source=f"{folder} ({len(bad)} unreadable files skipped)" if bad else str(folder))
+                         source=source)
 
 
 DATASETS: dict[str, DatasetSpec] = {

@@ -10,6 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 
+UMAP_MIN_POINTS = 4  # umap-learn's spectral initialisation fails on 3 points or fewer
+
+
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-8)
@@ -27,10 +30,15 @@ def align_to(xy: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 def pca_2d(features: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
-    """PCA (scikit-learn) of the L2-normalised features; aligned to ``previous`` when given."""
+    """PCA (scikit-learn) of the L2-normalised features; aligned to ``previous`` when given. Fewer than 3 points
+    or feature dimensions than 2 leave the missing axes at 0 (one point sits at the origin)."""
     from sklearn.decomposition import PCA
 
-    xy = PCA(n_components=2, random_state=0).fit_transform(l2_normalize(features))
+    x = l2_normalize(features)
+    xy = np.zeros((len(x), 2), dtype=np.float32)
+    k = min(2, len(x) - 1, x.shape[1])
+    if k > 0:
+        xy[:, :k] = PCA(n_components=k, random_state=0).fit_transform(x)
     return align_to(xy, previous) if previous is not None else xy
 
 
@@ -41,10 +49,12 @@ def umap_2d(features: np.ndarray, previous: np.ndarray | None = None, n_neighbor
     The first call on a machine pays numba's compilation (half a minute or more); :func:`cache_umap_compilation`
     keeps it on disk, so a later process loads it instead (see :func:`warm_umap` to do that in the background).
     """
+    x = l2_normalize(features)
+    if len(x) < UMAP_MIN_POINTS:
+        raise ValueError(f"UMAP needs at least {UMAP_MIN_POINTS} points and this snapshot has {len(x)}: use PCA")
     cache_umap_compilation()
     import umap
 
-    x = l2_normalize(features)
     n_neighbors = max(2, min(n_neighbors, len(x) - 1))
     init = "spectral"
     if previous is not None:

@@ -76,6 +76,10 @@ class EpochEvaluation(Callback):
         g = torch.Generator().manual_seed(1234)  # the same probe points in every epoch and every resume
         self.probe_index = torch.randperm(len(test), generator=g)[: self.probe_size].sort().values
         if trainer.step == 0:
+            b = trainer.bundle
+            if not (b.memory.has_labels and b.test.has_labels):
+                trainer.writer.event(0, f"{b.name} has no class labels: no kNN accuracy, probes or clustering scores "
+                                        "(the losses, similarity scores, embeddings and spectrum are live as usual)")
             self.evaluate(trainer)
             trainer.flush()
             from workbench.data.views import views_grid

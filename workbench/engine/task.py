@@ -52,7 +52,7 @@ class Task:
     def summary(self, metrics: dict) -> str:
         """The end of ``workbench train``'s last line, from the run's last metrics."""
         key, label = self.score
-        return f"{label} {metrics.get(key, float('nan')):.4f}"
+        return f"{label} {metrics[key]:.4f}" if key in metrics else f"{label} not measured"
 
     def knob(self, config: dict) -> str:
         """The options the app's status line shows for a run (from its stored config)."""
