@@ -230,6 +230,11 @@ def test_enhance_cli_reports_every_bad_file_and_keeps_going(tml_run, tmp_path):
             assert im.size == size and im.mode == "RGB"
 
 
+def test_enhance_says_when_the_run_does_not_exist(tmp_path):
+    with pytest.raises(ConfigError, match="no run at .*missing.*workbench runs"):
+        load_enhancer(tmp_path / "missing")
+
+
 def test_enhance_refuses_a_run_that_does_not_enhance(tmp_path):
     workbench.train(dataset="digits", epochs=1, batch_size=128, progress=False, runs_dir=str(tmp_path),
                     run_name="simclr", probe_size=100)

@@ -25,6 +25,8 @@ from workbench.runs.store import CHECKPOINT
 def load_enhancer(run_dir: str | os.PathLike, device: str = "cpu"):
     """The low-light method of a run, with its last checkpoint's weights, in eval mode on ``device``."""
     path = Path(run_dir) / CHECKPOINT
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"no run at {run_dir} (`workbench runs --runs-dir DIR` lists the runs)")
     if not path.exists():
         raise ConfigError(f"run {run_dir}: no checkpoint at {path} (a run saves one at the end of each epoch)")
     dev = resolve_device(device)
