@@ -278,7 +278,7 @@ def _load_folder(path: str, image_size: int | None) -> DatasetBundle:
         raise DatasetUnavailable(f"folder:{path}: found {len(files)} image file(s) (suffixes "
                                  f"{' '.join(sorted(IMAGE_SUFFIXES))}); need at least 2.")
     images, labels, bad = [], [], []
-    for (f, label), (_, rgb, why) in zip(files, iter_images(f for f, _ in files)):
+    for (f, label), (_, rgb, why) in zip(files, iter_images((f for f, _ in files), reduce_to=size)):
         if rgb is None:  # a broken file is reported, not fatal
             bad.append(why)
             continue
