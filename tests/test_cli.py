@@ -59,6 +59,9 @@ def test_training_on_a_folder_without_labels_says_what_it_cannot_measure(runs_di
            str(runs_dir), "--progress", "false")
     assert p.returncode == 0, p.stderr
     assert "kNN accuracy not measured" in p.stdout and "nan" not in p.stdout
+    p = wb("runs", "--runs-dir", str(runs_dir))
+    row = [line for line in p.stdout.splitlines() if "folder:" in line][0].split()
+    assert row[-1] == "-" and row[-2] != "-"  # kNN accuracy not logged, the loss logged
 
 
 def test_killed_training_is_stale_then_resumes_with_the_same_step_count(runs_dir):

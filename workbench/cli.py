@@ -141,7 +141,9 @@ def cmd_runs(args) -> int:
     scores = ["knn_acc"] + (["psnr"] if df["psnr"].notna().any() else [])
     view = df[["name", "method", "dataset", "status", "epoch", "epochs", "step", "loss", *scores]].copy()
     view["epoch"] = [f"{e}/{n}" if e == e and e is not None else "" for e, n in zip(df["epoch"], df["epochs"])]
-    print(view.drop(columns=["epochs"]).to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    for col in ("loss", *scores):  # a metric a run has not logged (no labels, not evaluated yet) shows as "-"
+        view[col] = [f"{v:.4f}" if v is not None and v == v else "-" for v in view[col]]
+    print(view.drop(columns=["epochs"]).to_string(index=False))
     for _, r in df[df["problem"].astype(bool) | df["error"].fillna("").astype(bool)].iterrows():
         print(f"\n{r['name']}: {r['problem'] or r['error']}")
     return 0
