@@ -277,6 +277,9 @@ def test_new_run_form_rejects_bad_values_and_missing_data(tmp_path):
     at.selectbox(key="new_dataset").select("cifar10")
     at.button[0].click().run()
     assert any("not on this machine" in e.value and "--download" in e.value for e in at.error)
+    at.selectbox(key="new_dataset").select("folder:")  # and no path: it trained on the app's working directory
+    at.button[0].click().run()
+    assert any("give the path of your images" in e.value for e in at.error)
     assert not any(tmp_path.iterdir())
 
 

@@ -116,6 +116,9 @@ def test_flat_folder_has_no_labels(tmp_path):
 def test_folder_errors(tmp_path):
     with pytest.raises(DatasetUnavailable, match="not a directory"):
         load_dataset(f"folder:{tmp_path / 'missing'}")
+    for empty in ("folder:", "folder:  "):  # not the current directory: it may hold anything
+        with pytest.raises(DatasetUnavailable, match="give the path of your images after 'folder:'"):
+            load_dataset(empty)
     with pytest.raises(DatasetUnavailable, match="found 0 image file"):
         load_dataset(f"folder:{tmp_path}")
     for name in ("a.png", "b.png"):

@@ -490,6 +490,8 @@ def test_folder_dataset_edge_cases(tmp_path):
     empty.mkdir()
     with pytest.raises(DatasetUnavailable, match="no image files"):
         load_lowlight_dataset(f"folder:{empty}", n_train=4)
+    with pytest.raises(DatasetUnavailable, match="give the path of your images"):  # not the current directory
+        load_lowlight_dataset("folder:", n_train=4)
 
 
 # ============================================================================================ LOL pairs

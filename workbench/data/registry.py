@@ -237,6 +237,16 @@ def _torchvision_loader(name: str):
     return load
 
 
+def folder_path(spec: str) -> Path:
+    """The folder of a ``folder:<path>`` dataset name (``~`` expanded); an empty path is refused rather than read as
+    the current directory."""
+    raw = spec[len("folder:"):].strip()
+    if not raw:
+        raise DatasetUnavailable(f"{spec!r}: give the path of your images after 'folder:', e.g. folder:~/photos "
+                                 "(without one it would read whatever the current directory holds)")
+    return Path(raw).expanduser()
+
+
 def _load_folder(path: str, image_size: int | None) -> DatasetBundle:
     """A folder of the user's images: read by :func:`workbench.data.imageio.read_image` (size checked before
     decoding, EXIF orientation, 16-bit and palette files; hidden files skipped), resized to ``image_size``
@@ -245,7 +255,7 @@ def _load_folder(path: str, image_size: int | None) -> DatasetBundle:
 
     from workbench.data.imageio import iter_images
 
-    folder = Path(path).expanduser()
+    folder = folder_path(f"folder:{path}")
     if not folder.is_dir():
         raise DatasetUnavailable(f"folder:{path}: {folder} is not a directory. Give a folder of images, "
                                  f"or one sub-folder of images per class (the ImageFolder layout).")

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from workbench.config import ConfigError
 from workbench.data.imageio import (DEFAULT_MAX_PIXELS, ImageReadError, image_files, iter_images, list_images,
                                     read_image)
-from workbench.data.registry import DatasetBundle, DatasetUnavailable, ImageSet
+from workbench.data.registry import DatasetBundle, DatasetUnavailable, ImageSet, folder_path
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the normalisation of TML's public code (and of the low-light bundles)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -388,8 +388,7 @@ def _load_photos(patch_size: int, n_train: int, test_size: int, seed: int) -> Da
 
 def _load_folder(spec: str, patch_size: int, n_train: int, test_size: int, seed: int,
                  max_pixels: int) -> DatasetBundle:
-    raw = spec[len("folder:"):]
-    path = Path(raw).expanduser()
+    path = folder_path(spec)
     try:
         files = list_images(path)
     except (FileNotFoundError, ImageReadError) as e:
