@@ -280,6 +280,10 @@ def test_new_run_form_rejects_bad_values_and_missing_data(tmp_path):
     at.selectbox(key="new_dataset").select("folder:")  # and no path: it trained on the app's working directory
     at.button[0].click().run()
     assert any("give the path of your images" in e.value for e in at.error)
+    at.selectbox(key="new_dataset").select("digits")
+    at.text_input(key="new_folder").input(str(tmp_path / "photos"))  # a path, but another dataset chosen
+    at.button[0].click().run()
+    assert any("an image folder is given" in e.value and "choose 'folder:'" in e.value for e in at.error)
     assert not any(tmp_path.iterdir())
 
 

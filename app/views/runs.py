@@ -72,6 +72,9 @@ with st.form("new_run"):
 if submitted:
     name = f"folder:{folder}" if dataset == "folder:" else dataset
     try:
+        if folder.strip() and dataset != "folder:":
+            raise ConfigError(f"an image folder is given ({folder.strip()}) but the dataset is {dataset!r}: choose "
+                              "'folder:' to train on the folder, or clear the folder field")
         cfg = TrainConfig(method=method, dataset=name, runs_dir=runs_dir(), **values)
         if cfg.run_name and (Path(cfg.runs_dir) / cfg.run_name / "run.db").exists():
             raise ConfigError(f"run name {cfg.run_name!r} is taken: choose another")
