@@ -38,7 +38,8 @@ def pca_2d(features: np.ndarray, previous: np.ndarray | None = None) -> np.ndarr
     xy = np.zeros((len(x), 2), dtype=np.float32)
     k = min(2, len(x) - 1, x.shape[1])
     if k > 0:
-        xy[:, :k] = PCA(n_components=k, random_state=0).fit_transform(x)
+        with np.errstate(divide="ignore", invalid="ignore"):  # identical points: a 0/0 explained-variance ratio
+            xy[:, :k] = PCA(n_components=k, random_state=0).fit_transform(x)
     return align_to(xy, previous) if previous is not None else xy
 
 
