@@ -40,13 +40,17 @@ def test_errors_exit_2_with_a_message(runs_dir):
     assert p.returncode == 2 and "unknown benchmark" in p.stderr and "lowlight" in p.stderr
 
 
-def test_a_port_out_of_range_is_refused_before_the_dashboard_starts(runs_dir):
+def test_a_bad_port_or_runs_folder_is_refused_before_the_dashboard_starts(runs_dir):
     # streamlit itself ends in an OverflowError traceback from socket.bind
     for cmd, port in (("app", "99999"), ("demo", "0"), ("app", "http")):
         p = wb(cmd, "--port", port, "--runs-dir", str(runs_dir))
         assert p.returncode == 2 and "--port" in p.stderr and "from 1 to 65535" in p.stderr, p.stderr
         assert "Traceback" not in p.stderr
     assert not list(runs_dir.iterdir())  # the demo's training run never started
+    (runs_dir / "notes.txt").write_text("a file where the runs folder should be")
+    for cmd in ("runs", "app", "demo"):  # they showed an empty runs folder
+        p = wb(cmd, "--runs-dir", str(runs_dir / "notes.txt"))
+        assert p.returncode == 2 and "is a file, not a folder of runs" in p.stderr, (cmd, p.stderr)
 
 
 def test_training_on_a_folder_without_labels_says_what_it_cannot_measure(runs_dir, tmp_path):

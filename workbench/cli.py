@@ -129,9 +129,20 @@ def cmd_train(args) -> int:
     return 0 if result.status == "finished" else 130
 
 
+def runs_dir_is_a_file(args) -> bool:
+    """``--runs-dir`` names a file: say so (the listing and the dashboard would show an empty folder)."""
+    if Path(args.runs_dir).exists() and not Path(args.runs_dir).is_dir():
+        print(f"workbench {args.command}: --runs-dir {args.runs_dir} is a file, not a folder of runs",
+              file=sys.stderr)
+        return True
+    return False
+
+
 def cmd_runs(args) -> int:
     from workbench.runs import list_runs
 
+    if runs_dir_is_a_file(args):
+        return 2
     if args.delete:
         return _delete_run(args)
     df = list_runs(args.runs_dir)
@@ -184,6 +195,8 @@ def app_command(runs_dir: str, address: str = "127.0.0.1", port: int = 8501, hea
 
 
 def cmd_app(args) -> int:
+    if runs_dir_is_a_file(args):
+        return 2
     if args.address not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {args.address}: anyone who can reach this address can see your runs and "
               f"start training", file=sys.stderr)
@@ -198,6 +211,8 @@ def cmd_app(args) -> int:
 
 def cmd_demo(args) -> int:
     """``make run``: the dashboard and a live SimCLR run on the embedded data; Ctrl-C stops both."""
+    if runs_dir_is_a_file(args):
+        return 2
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a SIGTERM to the demo shuts both down like Ctrl-C
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")  # two processes on few cores: avoid spin-wait slowdowns
     app = subprocess.Popen(app_command(args.runs_dir, args.address, args.port, True), env=env)
