@@ -266,3 +266,15 @@ def test_eval_errors_name_the_problem(runs_dir, capsys):
     assert "low-light" in err and "PSNR/SSIM" in err
     assert main(["eval", "low", "--runs-dir", str(runs_dir), "--probes", "linear,svm"]) == 2
     assert "unknown 'svm'; allowed: linear, nb, budgets, fewshot, blocks, spectrum" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", [dict(seed=-1), dict(seed=2 ** 32), dict(draws=0), dict(episodes=-5)])
+def test_eval_settings_out_of_range_are_named_before_any_work(bad, tmp_path):
+    """A negative seed ended deep in numpy ("expected non-negative integer") after the features were extracted."""
+    from workbench.config import ConfigError
+    from workbench.engine.evaluate import evaluate_run
+
+    name = next(iter(bad))
+    with pytest.raises(ConfigError, match="must be") as e:
+        evaluate_run(tmp_path / "no-run-needed", **bad)
+    assert f"{name}={bad[name]}" in str(e.value) or f"got {bad[name]}" in str(e.value)

@@ -175,6 +175,8 @@ def evaluate_run(run_dir: str | os.PathLike, probes=PROBES, checkpoint: str | os
     probes = parse_probes(probes)
     if draws < 1 or episodes < 1:
         raise ConfigError(f"draws and episodes must be >= 1, got draws={draws}, episodes={episodes}")
+    if not 0 <= seed < 2 ** 32:  # numpy's seeds for the label draws and episodes
+        raise ConfigError(f"seed must be an integer from 0 to 2^32 - 1, got {seed}")
     cfg, method, bundle, state = load_representation(run_dir, checkpoint, device)
     if not (bundle.memory.has_labels and bundle.test.has_labels):
         raise ConfigError(f"run {run_dir}: dataset {cfg.dataset!r} has no labels, and every probe needs them")
