@@ -47,6 +47,9 @@ def test_a_bad_port_or_runs_folder_is_refused_before_the_dashboard_starts(runs_d
         assert p.returncode == 2 and "--port" in p.stderr and "from 1 to 65535" in p.stderr, p.stderr
         assert "Traceback" not in p.stderr
     assert not list(runs_dir.iterdir())  # the demo's training run never started
+    for bad, why in ((("--epochs", "0"), "epochs=0 is not allowed"), (("--dataset", "cifar10"), "not on this machine")):
+        p = wb("demo", *bad, "--runs-dir", str(runs_dir))  # the training run failed after the dashboard had started
+        assert p.returncode == 2 and why in p.stderr and "Dashboard" not in p.stderr, p.stderr
     (runs_dir / "notes.txt").write_text("a file where the runs folder should be")
     for cmd in ("runs", "app", "demo"):  # they showed an empty runs folder
         p = wb(cmd, "--runs-dir", str(runs_dir / "notes.txt"))

@@ -233,6 +233,9 @@ def test_enhance_cli_reports_every_bad_file_and_keeps_going(tml_run, tmp_path):
 def test_enhance_says_when_the_run_does_not_exist(tmp_path):
     with pytest.raises(ConfigError, match="no run at .*missing.*workbench runs"):
         load_enhancer(tmp_path / "missing")
+    p = subprocess.run([sys.executable, "-m", "workbench", "enhance", str(tmp_path), "--run", "missing", "--out",
+                        str(tmp_path / "o"), "--max-pixels", "0"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "--max-pixels: 0 is not allowed" in p.stderr  # was: every file "skipped"
 
 
 def test_enhance_refuses_a_run_that_does_not_enhance(tmp_path):

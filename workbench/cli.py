@@ -211,7 +211,16 @@ def cmd_app(args) -> int:
 
 def cmd_demo(args) -> int:
     """``make run``: the dashboard and a live SimCLR run on the embedded data; Ctrl-C stops both."""
+    from workbench.data.registry import DatasetUnavailable
+    from workbench.engine.config import TrainConfig
+
     if runs_dir_is_a_file(args):
+        return 2
+    try:  # the run's settings and data are checked before the dashboard starts, not after
+        cfg = TrainConfig(dataset=args.dataset, epochs=args.epochs, runs_dir=args.runs_dir)
+        cfg.task.load_data(cfg, probe=True)
+    except (ConfigError, DatasetUnavailable) as e:
+        print(f"workbench demo: {e}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a SIGTERM to the demo shuts both down like Ctrl-C
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")  # two processes on few cores: avoid spin-wait slowdowns
@@ -356,6 +365,17 @@ def port_number(text: str) -> int:
     return port
 
 
+def positive_int(text: str) -> int:
+    """An integer >= 1 (``--max-pixels``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed: an integer >= 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workbench", description="The contrastive-learning workbench.",
                                 epilog="--debug anywhere on the line: show the full traceback of an error")
@@ -384,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, help="folder for the enhanced images (<name>_enhanced.png)")
     e.add_argument("--runs-dir", default="runs")
     e.add_argument("--device", default="cpu", help="cpu | cuda | mps | auto")
-    e.add_argument("--max-pixels", type=int, default=50_000_000,
+    e.add_argument("--max-pixels", type=positive_int, default=50_000_000,
                    help="refuse larger images (decompression-bomb guard; default 50 megapixels)")
     e.set_defaults(func=cmd_enhance)
     from workbench.engine.evaluate import PROBES
