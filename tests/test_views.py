@@ -101,3 +101,14 @@ def test_grid_of_views_on_real_digits():
     grid = views_grid(b.train.images, v, n_images=6, n_views=2)
     assert grid.dtype == torch.uint8 and grid.shape[0] == 3
     assert grid.shape[1] > 3 * 8 and grid.shape[2] > 6 * 8
+
+
+def test_whole_set_passes_hold_fewer_images_for_large_views():
+    """A run at --image-size 1024 asked for 48 GB in its first evaluation (1024 test images in one pass)."""
+    from workbench.data.views import PIXELS_PER_PASS
+
+    for size, expected in ((8, 1024), (32, 1024), (64, 1024), (96, 455), (512, 16), (1024, 4), (4096, 1)):
+        views = ContrastiveViews(ViewConfig(size=size))
+        assert views.eval_batch() == expected
+        assert views.eval_batch() * size * size <= max(PIXELS_PER_PASS, size * size)
+    assert ContrastiveViews(ViewConfig(size=32)).eval_batch(512) == 512

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 _GRAY = (0.299, 0.587, 0.114)
+PIXELS_PER_PASS = 1 << 22  # images x view pixels in one forward pass without gradient (ContrastiveViews.eval_batch)
 
 
 @dataclass
@@ -163,6 +164,13 @@ class ContrastiveViews:
         if self.config.blur_p > 0:
             v = self.blur(v, g)
         return self.normalize(v) if normalize else v
+
+    def eval_batch(self, most: int = 1024) -> int:
+        """Images per forward pass when whole sets go through the network without gradient (the evaluation's
+        features, DEPICT's targets, G-SimCLR's pseudo-labels): at most ``most``, fewer for large views, so that a
+        pass holds ``PIXELS_PER_PASS`` view pixels (1024 images at 64 px, 16 at 512 px, 4 at 1024 px, where 1024
+        images would need ~100 GB for the first block's activations)."""
+        return max(1, min(most, PIXELS_PER_PASS // (self.config.size * self.config.size)))
 
     def prepare(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """Images as the network sees them without augmentation: float, resized to the view size, normalised."""

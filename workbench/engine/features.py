@@ -14,10 +14,11 @@ def extract_features(method, images: torch.Tensor, device: torch.device, block: 
                      batch_size: int = 1024, progress: bool = False, desc: str = "features") -> torch.Tensor:
     """``(N, d)`` float features of uint8 ``images (N, C, H, W)``; ``block`` (1-based) reads that backbone block.
 
-    The caller sets eval mode (the epoch evaluation restores train mode itself afterwards)."""
+    Chunks of at most ``batch_size`` images, fewer for large views (``ContrastiveViews.eval_batch``). The caller
+    sets eval mode (the epoch evaluation restores train mode itself afterwards)."""
     from tqdm import tqdm
 
-    chunks = images.split(batch_size)
+    chunks = images.split(method.views.eval_batch(batch_size))
     out = []
     for chunk in tqdm(chunks, desc=desc, unit="batch", disable=not progress or len(chunks) < 2, leave=False):
         x = method.views.prepare(chunk.to(device, non_blocking=True))

@@ -274,13 +274,13 @@ class DEPICT(Method):
 
     @torch.no_grad()
     def clean_passes(self, rows: torch.Tensor | None = None):
-        """The clean path in eval mode over the training images ``rows`` (all: ``None``), 1024 at a time: yields
-        ``(x, blocks, z)``, the prepared images, the encoder's block outputs and the embedding, for the whole-set
-        targets and the held-out scores; training mode comes back when the passes end."""
+        """The clean path in eval mode over the training images ``rows`` (all: ``None``), ``views.eval_batch()`` (up
+        to 1024) at a time: yields ``(x, blocks, z)``, the prepared images, the encoder's block outputs and the
+        embedding, for the whole-set targets and the held-out scores; training mode comes back when the passes end."""
         was, device = self.training, self.head.weight.device
         self.eval()
         try:
-            for c in (torch.arange(len(self.images)) if rows is None else rows).split(1024):
+            for c in (torch.arange(len(self.images)) if rows is None else rows).split(self.views.eval_batch()):
                 x = self.views.prepare(self.images[c].to(device))
                 blocks, h = encode_blocks(self.backbone, x)
                 yield x, blocks, self.embed_clusters(h)

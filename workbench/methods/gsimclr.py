@@ -98,7 +98,7 @@ class GSimCLR(SimCLR):
         was = self.training
         self.eval()
         latent = torch.cat([self.autoencoder.encoder(self.views.prepare(c.to(device))).float().cpu()
-                            for c in self.images.split(1024)])
+                            for c in self.images.split(self.views.eval_batch())])
         self.train(was)
         self.pseudo_labels.copy_(torch.as_tensor(kmeans(latent.numpy(), self.n_clusters, normalize=False)))
 
