@@ -118,6 +118,7 @@ def test_runs_page_lists_runs_and_explains_the_bad_ones(messy_dir):
     status = dict(zip(table["name"], table["status"]))
     assert status == {"good": "finished", "just-started": "running", "failed": "failed", "dead": "stale",
                       "corrupt": "unreadable"}
+    assert "knn_acc" in table.columns and "psnr" not in table.columns  # no low-light run here: no empty column
     assert any("corrupt" in w.value and "cannot be read" in w.value for w in at.warning)
     assert any("loss became nan" in e.value for e in at.error)
 

@@ -25,7 +25,8 @@ def runs_table() -> None:
     if runs.empty:
         st.info(f"No runs under `{runs_dir()}/` yet: start one below, or with `workbench train` in a terminal.")
     else:
-        columns = ["name", "method", "dataset", "status", "epoch", "epochs", "step", "loss", "knn_acc", "psnr"]
+        scores = [c for c in ("knn_acc", "psnr") if runs[c].notna().any()]  # a score no run has logged: no column
+        columns = ["name", "method", "dataset", "status", "epoch", "epochs", "step", "loss", *scores]
         view = runs[columns].copy()
         view["progress"] = [f"{e}/{n}" if e == e and e is not None else "" for e, n in zip(runs["epoch"],
                                                                                            runs["epochs"])]
