@@ -64,7 +64,7 @@ class LayoutState:
     layouts: dict[int, np.ndarray] = field(default_factory=dict)
     busy: int | None = None  # the step being computed in the background
     seconds: dict[int, float] = field(default_factory=dict)
-    error: str = ""
+    failed: dict[int, str] = field(default_factory=dict)  # step -> why its layout failed (not retried)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -102,9 +102,9 @@ def _work(state: LayoutState, method: str, step: int, features: np.ndarray, prev
         with state.lock:
             state.layouts[step] = xy
             state.seconds[step] = time.perf_counter() - t0
-            state.error = ""
-    except Exception as e:  # shown on the page; the PCA view stays usable
-        state.error = f"{type(e).__name__}: {e}"
+    except Exception as e:  # shown on the page; the PCA view stays usable; the same features would fail again
+        with state.lock:
+            state.failed[step] = f"{type(e).__name__}: {e}"
     finally:
         with state.lock:
             state.busy = None
@@ -117,7 +117,7 @@ def layout(run_path: str, method: str, step: int, background: bool = True) -> tu
     with state.lock:
         if step in state.layouts:
             return state.layouts[step], state
-        if in_background and state.busy is not None:
+        if step in state.failed or (in_background and state.busy is not None):
             return None, state
     features = load_array(run_path, "embeddings", step, "features").astype(np.float32)  # may raise: before busy
     with state.lock:

@@ -49,12 +49,12 @@ def show(name: str) -> None:
     title = f"{method.upper()} at step {step} (epoch {epochs[steps.index(step)]}, {len(snap['features'])} points)"
     if "knn_acc" in info:
         title += f" · kNN acc {info['knn_acc']:.3f}"
-    errors = [f"{method.upper()} failed: {state.error}"] if state.error else []
+    errors = [f"{method.upper()} failed: {state.failed[step]}"] if step in state.failed else []
     if xy is None and method == "umap":
         if state.busy is not None:
             st.info(f"UMAP of step {state.busy} is being computed in the background; PCA is shown meanwhile.")
         xy, fallback = layout(run_path, "pca", step)
-        errors += [f"PCA failed: {fallback.error}"] if fallback.error else []
+        errors += [f"PCA failed: {fallback.failed[step]}"] if step in fallback.failed else []
         title = title.replace("UMAP", "PCA (UMAP pending)" if state.busy is not None else "PCA")
     for error in errors:
         st.warning(error)
